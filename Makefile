@@ -1,0 +1,35 @@
+# ra3lab: `make demo` runs the main study on CPU at quick scale, `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow test-all bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: the CPU wheel, not a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/ra3lab theory check --quick
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -n 2 -m slow
+
+test-all: setup
+	$(BIN)/python -m pytest -q -n 2
+
+bench: setup
+	$(BIN)/ra3lab bench mdp
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,26 @@
+"""The one error type users see for bad input: it names the field, the value and the fix."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """Invalid user input, raised before any work starts.
+
+    The message reads ``<field> = <value> is invalid: <valid>`` so that a user can fix the
+    exact key they passed on the command line or in a YAML file.
+    """
+
+    def __init__(self, field: str, value: object, valid: str):
+        self.field, self.value, self.valid = field, value, valid
+        super().__init__(f"{field} = {value!r} is invalid: {valid}")
+
+
+def check(condition: bool, field: str, value: object, valid: str) -> None:
+    """Raise :class:`ConfigError` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(field, value, valid)
+
+
+def check_choice(field: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
+    check(value in choices, field, value, f"choose one of {', '.join(map(str, choices))}")

@@ -1,0 +1,44 @@
+"""Execute one experiment config as one run directory (see :mod:`ra3lab.runs`)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from ra3lab.config import project_root
+from ra3lab.errors import ConfigError
+from ra3lab.runs import Run, run_id
+
+
+def runs_root() -> Path:
+    """Where runs are stored: $RA3LAB_RUNS, else ``runs/`` in the project root."""
+    return Path(os.environ.get("RA3LAB_RUNS", project_root() / "runs"))
+
+
+def study_module(config: DictConfig):
+    """The module named by ``config.study``; it provides ``validate(config)`` and ``run(config, run)``."""
+    try:
+        return importlib.import_module(config.study)
+    except ModuleNotFoundError:
+        raise ConfigError("study", config.study, "must name a module in ra3lab.studies") from None
+
+
+def prepare(name: str, config: DictConfig) -> Run:
+    """Validate ``config`` (raising ConfigError before any work) and return its run directory."""
+    study_module(config).validate(config)
+    return Run(runs_root() / name / run_id(config), config)
+
+
+def execute(name: str, config: DictConfig, force: bool = False) -> dict:
+    """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary."""
+    run = prepare(name, config)
+    if run.done and not force:
+        return {**run.summary(), "cached": True}
+    torch.manual_seed(int(config.seed))
+    run.start(project_root())
+    summary = study_module(config).run(config, run)
+    return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}

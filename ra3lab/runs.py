@@ -1,0 +1,132 @@
+"""One run = one directory: resolved config, step-indexed metrics, summary, figures, provenance.
+
+Layout of ``<root>/<experiment>/<run_id>/``::
+
+    config.yaml       the resolved config (the run id is a hash of it)
+    provenance.json   git commit + dirty flag, package versions, seed, host, SLURM job id, times
+    metrics.jsonl     one JSON object per line, each with a "step" and metric names
+    summary.json      written last and atomically: its presence marks the run as done
+    figures/          <name>.pdf and <name>.png
+
+Every file is written to a temporary name and renamed into place, so a killed job never leaves
+a half-written summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "gymnasium", "hydra-core", "omegaconf", "matplotlib")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_id(config: DictConfig) -> str:
+    """A short stable id derived from the resolved config."""
+    text = json.dumps(OmegaConf.to_container(config, resolve=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def git_state(repo: Path) -> dict:
+    """Commit hash and dirty flag of the repository holding ``repo`` (None outside a checkout)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+    return {"commit": head.stdout.strip(), "dirty": dirty}
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@dataclass
+class Run:
+    """A run directory being written. Studies call :meth:`log` and :meth:`save_figure`."""
+
+    path: Path
+    config: DictConfig
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def done(self) -> bool:
+        return self.summary_path.exists()
+
+    def summary(self) -> dict:
+        return json.loads(self.summary_path.read_text())
+
+    def start(self, repo: Path) -> None:
+        """Write the resolved config and provenance and truncate old metrics of an unfinished run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.config, resolve=True))
+        self._started = time.time()
+        self._provenance = {
+            **git_state(repo),
+            "versions": package_versions(),
+            "seed": self.config.get("seed"),
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "argv": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._started)),
+        }
+        atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
+        (self.path / "metrics.jsonl").write_text("")
+
+    def log(self, step: int, **metrics) -> None:
+        """Append one line ``{"step": step, **metrics}`` to metrics.jsonl."""
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def save_figure(self, figure, name: str) -> list[Path]:
+        """Save a matplotlib figure as figures/<name>.pdf and .png; returns both paths."""
+        import matplotlib.pyplot as plt
+
+        paths = []
+        for suffix in ("pdf", "png"):
+            path = self.path / "figures" / f"{name}.{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp.{suffix}")
+            figure.savefig(tmp, dpi=150, bbox_inches="tight")
+            os.replace(tmp, path)
+            paths.append(path)
+        plt.close(figure)
+        return paths
+
+    def finish(self, summary: dict) -> dict:
+        """Record wall time and write summary.json last; returns the summary as stored."""
+        wall = time.time() - self._started
+        self._provenance["wall_time_s"] = round(wall, 3)
+        atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
+        summary = {**summary, "run_dir": str(self.path), "wall_time_s": round(wall, 3)}
+        atomic_write(self.summary_path, json.dumps(summary, indent=2, default=float))
+        return summary
