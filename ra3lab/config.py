@@ -55,11 +55,11 @@ def compose_experiment(name: str, overrides: list[str] = (), quick: bool = False
     if name not in experiments:
         raise ConfigError("experiment", name, f"choose one of {', '.join(experiments)}")
     overrides = (quick_overrides(name) if quick else []) + list(overrides)
-    with initialize_config_dir(config_dir=str(project_root()), version_base="1.3"):
-        try:
+    try:
+        with initialize_config_dir(config_dir=str(project_root()), version_base="1.3"):
             config = compose(config_name=f"experiments/{name}", overrides=[_hydra_override(o) for o in overrides])
-        except HydraException as error:
-            raise _explain(name, error) from None
+    except HydraException as error:
+        raise _explain(name, error) from None
     OmegaConf.resolve(config)
     return config
 

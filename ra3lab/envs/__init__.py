@@ -1,0 +1,13 @@
+"""Task families (chain, star, random_dense) and the gymnasium view of them, ``gym.make("ra3lab/OptionMDP-v0")``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from ra3lab.envs import chain, random_dense, star  # the modules: ``ra3lab.envs.chain.chain`` stays importable
+
+FAMILIES = {"chain": chain.chain, "star": star.star, "random_dense": random_dense.random_dense}
+ENV_ID = "ra3lab/OptionMDP-v0"
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="ra3lab.envs.option_env:OptionMDPEnv")
