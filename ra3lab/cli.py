@@ -17,6 +17,7 @@ import sys
 
 from ra3lab.config import compose_experiment, names
 from ra3lab.errors import ConfigError
+from ra3lab.runs import json_safe
 
 
 def cmd_run(args) -> dict:
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"error": str(error), "field": error.field}))
         return 2
-    text = json.dumps(summary, default=float)
-    print(text if args.json else json.dumps(summary, indent=2, default=float))
+    summary = json_safe(summary)
+    print(json.dumps(summary, default=float) if args.json else json.dumps(summary, indent=2, default=float))
     return 0
 
 

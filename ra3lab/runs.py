@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -29,6 +30,17 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "gymnasium", "hydra-core", "omegaconf", "matplotlib")
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (inf, nan) replaced by None, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -105,7 +117,7 @@ class Run:
     def log(self, step: int, **metrics) -> None:
         """Append one line ``{"step": step, **metrics}`` to metrics.jsonl."""
         with open(self.path / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
+            f.write(json.dumps(json_safe({"step": step, **metrics}), allow_nan=False) + "\n")
 
     def save_figure(self, figure, name: str) -> list[Path]:
         """Save a matplotlib figure as figures/<name>.pdf and .png; returns both paths."""
@@ -127,6 +139,6 @@ class Run:
         wall = time.time() - self._started
         self._provenance["wall_time_s"] = round(wall, 3)
         atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
-        summary = {**summary, "run_dir": str(self.path), "wall_time_s": round(wall, 3)}
-        atomic_write(self.summary_path, json.dumps(summary, indent=2, default=float))
+        summary = json_safe({**summary, "run_dir": str(self.path), "wall_time_s": round(wall, 3)})
+        atomic_write(self.summary_path, json.dumps(summary, indent=2, default=float, allow_nan=False))
         return summary

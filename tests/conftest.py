@@ -1,6 +1,9 @@
 """Shared fixtures: every test writes runs into its own temporary folder."""
 
 import pytest
+import torch
+
+torch.set_num_threads(1)  # `make test` runs two pytest workers on two cores: one thread each
 
 
 @pytest.fixture(autouse=True)

@@ -63,7 +63,9 @@ def star(
     n_tasks: tasks B drawn from p(M).
     n_corridors: corridors K around the hub (one "corridor k" option each), >= 1.
     corridor_length: cells L per corridor = the length tau of every option, >= 1.
-    n_goal_corridors: the goal is the far end of a corridor uniform among the first n_goal_corridors.
+    n_goal_corridors: the goal is the far end of one of the first n_goal_corridors corridors; goals are
+        balanced across tasks (each corridor is the goal of n_tasks / n_goal_corridors tasks, up to
+        one) and shuffled, so p(M) is uniform over the goal corridors without sampling noise.
     n_distractors: options that start with "back" and alternate back/forward, so never reach a new far end.
     slip: probability that a primitive move fails (the state stays), in [0, 1).
     gamma: discount per primitive step, in (0, 1).
@@ -82,7 +84,7 @@ def star(
     check(0.0 < gamma < 1.0, "gamma", gamma, "must lie in the open interval (0, 1)")
     generator = torch.Generator().manual_seed(seed)
     S = 1 + n_corridors * corridor_length
-    goals = (torch.randint(n_goal_corridors, (n_tasks,), generator=generator) + 1) * corridor_length
+    goals = (torch.randperm(n_tasks, generator=generator) % n_goal_corridors + 1) * corridor_length
     tasks = torch.arange(n_tasks)
     terminal = torch.zeros(n_tasks, S, dtype=torch.bool)
     terminal[tasks, goals] = True

@@ -1,0 +1,40 @@
+"""What the studies share: building a family from its config, seeded generators, one figure style."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from ra3lab.envs.family import OptionFamily  # noqa: E402
+from ra3lab.errors import ConfigError  # noqa: E402
+
+plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                     "axes.spines.right": False, "legend.frameon": False})
+
+
+def make_family(env: DictConfig, **overrides) -> OptionFamily:
+    """Instantiate the family named by ``env._target_`` with ``overrides`` on top of its keys."""
+    try:
+        return instantiate(env, **overrides)
+    except ConfigError:
+        raise
+    except Exception as error:  # Hydra wraps the constructor's own error; surface the ConfigError inside
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def figure(ncols: int = 1, width: float = 6.0, height: float = 3.6):
+    """A new figure in the project's style with ``ncols`` axes side by side."""
+    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    return fig, axes[0]

@@ -1,0 +1,38 @@
+"""Fits that set measurements against predicted scalings (pure numpy/scipy)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from ra3lab.errors import check
+
+
+def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    check(x.ndim == 1 and x.shape == y.shape, "x, y", (x.shape, y.shape), "must be 1-d arrays of one length")
+    check(len(x) >= 3, "n", len(x), "need at least 3 points")
+    return x, y
+
+
+def loglog_slope(x, y, confidence: float = 0.95) -> dict:
+    """Least squares ``log y = intercept + slope log x`` (natural logs), i.e. y ~ e^intercept x^slope.
+
+    Returns slope, its t-based confidence interval [low, high] (n - 2 degrees of freedom),
+    intercept and n. x and y must be positive; x must not be constant.
+    """
+    x, y = _pair(x, y)
+    check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
+    check(bool((x > 0).all() and (y > 0).all()), "x, y", "non-positive entries", "must be > 0 to take logs")
+    check(bool(np.ptp(x) > 0), "x", x.tolist(), "must not be constant")
+    fit = stats.linregress(np.log(x), np.log(y))
+    half = stats.t.ppf((1 + confidence) / 2, len(x) - 2) * fit.stderr
+    return {"slope": float(fit.slope), "low": float(fit.slope - half), "high": float(fit.slope + half),
+            "intercept": float(fit.intercept), "n": len(x)}
+
+
+def spearman(x, y) -> dict:
+    """Spearman rank correlation rho of x and y and its two-sided p-value."""
+    x, y = _pair(x, y)
+    result = stats.spearmanr(x, y)
+    return {"rho": float(result.statistic), "p": float(result.pvalue)}
