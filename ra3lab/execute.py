@@ -39,6 +39,8 @@ def execute(name: str, config: DictConfig, force: bool = False) -> dict:
     if run.done and not force:
         return {**run.summary(), "cached": True}
     torch.manual_seed(int(config.seed))
+    if config.get("threads"):
+        torch.set_num_threads(int(config.threads))
     run.start(project_root())
     summary = study_module(config).run(config, run)
     return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}

@@ -14,6 +14,7 @@ from ra3lab.errors import check, check_choice
 from ra3lab.mdp.smdp import SMDP, _expand
 
 STOPPING_RULES = ("sup", "span")
+BLOCK_BYTES = 8 * 2**20   # option-model bytes value_iteration solves at a time: a block stays in cache
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,7 @@ class VIResult:
 def bellman_q(smdp: SMDP, values: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
     """(B, Z, S) one Bellman backup ``R_z + P_z V`` of values (B, S); -inf for disallowed options."""
     B, Z, S, _ = smdp.transitions.shape
-    q = torch.baddbmm(smdp.rewards.view(B, Z * S, 1), smdp.transitions.view(B, Z * S, S), values.unsqueeze(-1))
-    q = q.view(B, Z, S)
+    q = torch.baddbmm(smdp.rewards.view(B, 1, Z * S), values.unsqueeze(1), smdp.successor_major()).view(B, Z, S)
     if allowed is not None:
         q = q.masked_fill(~_expand(allowed, q), float("-inf"))
     return q
@@ -58,31 +58,62 @@ def value_iteration(
     V_k tol/2-close to V* and its greedy policy tol-optimal (gamma_bar from Theorem 3.6).
     stop="span": mdptoolbox's rule, ``span(V_k - V_{k-1}) < tol (1 - gamma) / gamma``.
     A converged MDP's values are frozen, so every MDP gets exactly the iterates it would get alone.
+
+    Speed: the MDPs are solved in blocks of about ``BLOCK_BYTES`` of option models, each block to
+    convergence while it sits in cache; a sweep is the row-vector product ``V^T`` times the
+    successor-major (S', Z S) models, which torch runs about 4x faster in cache than ``P V``.
     """
     check(tol > 0, "tol", tol, "must be > 0")
     check(max_iter >= 1, "max_iter", max_iter, "must be >= 1")
     check_choice("stop", stop, STOPPING_RULES)
-    B, S = len(smdp), smdp.n_states
+    B, Z, S = len(smdp), smdp.n_options, smdp.n_states
+    dtype = smdp.rewards.dtype
+    values = torch.zeros(B, S, dtype=dtype) if initial is None else initial.clone()
+    iterations = torch.zeros(B, dtype=torch.long)
+    active = torch.ones(B, dtype=torch.bool)
+    rewards = smdp.rewards                                  # -inf on disallowed options: R + P V is then -inf
+    if allowed is not None:
+        rewards = rewards.masked_fill(~_expand(allowed, rewards), float("-inf"))
+    rewards = rewards.reshape(B, 1, Z * S)
+    models = smdp.successor_major()
     if stop == "sup":
         gamma_bar = smdp.gamma_bar(allowed).clamp(min=1e-300)
         threshold = tol * (1 - gamma_bar) / (2 * gamma_bar)
     else:
-        threshold = torch.full((B,), tol * (1 - smdp.gamma) / smdp.gamma, dtype=smdp.rewards.dtype)
-    values = torch.zeros(B, S, dtype=smdp.rewards.dtype) if initial is None else initial.clone()
-    iterations = torch.zeros(B, dtype=torch.long)
-    active = torch.ones(B, dtype=torch.bool)
-    for _ in range(max_iter):
-        new_values, _ = greedy_values(bellman_q(smdp, values, allowed))
-        change = new_values - values
-        size = change.abs().amax(1) if stop == "sup" else change.amax(1) - change.amin(1)
-        values = torch.where(active.unsqueeze(1), new_values, values)
-        iterations += active
+        threshold = torch.full((B,), tol * (1 - smdp.gamma) / smdp.gamma, dtype=dtype)
+    if initial is None:                                     # from V = 0 the first sweep is max_z R_z: no product
+        values = greedy_values(rewards.view(B, Z, S))[0]
+        size = values.abs().amax(1) if stop == "sup" else values.amax(1) - values.amin(1)
+        iterations += 1
         active &= size >= threshold
-        if not active.any():
-            break
-    q = bellman_q(smdp, values, allowed)
+    q = torch.empty(B, Z, S, dtype=dtype)
+    block = max(1, min(B, BLOCK_BYTES // (Z * S * S * smdp.transitions.element_size())))
+    for first in range(0, B, block):
+        part = slice(first, min(first + block, B))
+        _sweeps(models[part], rewards[part], values[part], iterations[part], active[part], threshold[part], stop,
+                max_iter - int(initial is None), allowed is not None)
+        q[part] = torch.baddbmm(rewards[part], values[part].unsqueeze(1), models[part]).view(-1, Z, S)
     _, policy = greedy_values(q)
     return VIResult(values, q, policy, iterations, ~active)
+
+
+def _sweeps(models, rewards, values, iterations, active, threshold, stop, max_iter, masked) -> None:
+    """Value iteration on one block, in place on values (n, S), iterations and active (n,).
+
+    models: (n, S', Z S) successor-major option models; rewards: (n, 1, Z S), -inf where not allowed.
+    """
+    n, S, ZS = models.shape
+    for _ in range(max_iter):
+        if not active.any():
+            break
+        new_values = torch.baddbmm(rewards, values.unsqueeze(1), models).view(n, ZS // S, S).amax(1)
+        if masked:
+            new_values = new_values.nan_to_num(neginf=0.0)
+        change = new_values - values
+        size = change.abs().amax(1) if stop == "sup" else change.amax(1) - change.amin(1)
+        values.copy_(torch.where(active.unsqueeze(1), new_values, values))
+        iterations += active
+        active &= size >= threshold
 
 
 def policy_evaluation(smdp: SMDP, policy: torch.Tensor, terminal: torch.Tensor | None = None) -> torch.Tensor:

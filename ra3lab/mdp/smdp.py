@@ -118,6 +118,17 @@ class SMDP:
     start: torch.Tensor
     gamma: float
 
+    def __post_init__(self):
+        # Stored successor-major (memory order B, S', Z, S): a Bellman backup then reads each MDP's
+        # models as one contiguous (S', Z S) matrix, the layout torch's batched products run fastest.
+        if not self.transitions.permute(0, 3, 1, 2).is_contiguous():
+            object.__setattr__(self, "transitions", self.transitions.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1))
+
+    def successor_major(self) -> torch.Tensor:
+        """(B, S', Z S) view of the transitions: ``[b, s', z S + s] = P[b, z, s, s']``, without a copy."""
+        B, Z, S, _ = self.transitions.shape
+        return self.transitions.permute(0, 3, 1, 2).view(B, S, Z * S)
+
     @property
     def n_states(self) -> int:
         return self.transitions.shape[-1]

@@ -1,0 +1,7 @@
+"""Benchmarks run by ``ra3lab bench <name>``: each maps to a ``run(**params) -> dict`` of JSON-able results."""
+
+from __future__ import annotations
+
+from ra3lab.bench import mdp
+
+BENCHMARKS = {"mdp": mdp.run}
