@@ -2,7 +2,7 @@
 
     ra3lab run <experiment> [key=value ...] [--quick] [--force] [--json]
     ra3lab theory check [--quick] [--json]
-    ra3lab bench <name> [--json]
+    ra3lab bench <name> [key=value ...] [--json]
     ra3lab list
 
 With ``--json`` the last line of stdout is exactly one JSON object: the command's summary.
@@ -12,8 +12,11 @@ Progress and messages go to stderr.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
+
+import yaml
 
 from ra3lab.config import compose_experiment, names
 from ra3lab.errors import ConfigError
@@ -33,12 +36,25 @@ def cmd_theory_check(args) -> dict:
     return theory_check(quick=args.quick, force=args.force)
 
 
+def bench_params(benchmark, params: list[str]) -> dict:
+    """``key=value`` arguments (values parsed as YAML) checked against the benchmark's parameters."""
+    valid = [name for name in inspect.signature(benchmark).parameters if name != "progress"]
+    kwargs = {}
+    for param in params:
+        key, sep, value = param.partition("=")
+        if not sep or key not in valid:
+            raise ConfigError(key or param, param, f"pass key=value with key one of {', '.join(valid)}")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
 def cmd_bench(args) -> dict:
     from ra3lab.bench import BENCHMARKS
 
     if args.name not in BENCHMARKS:
         raise ConfigError("bench", args.name, f"choose one of {', '.join(BENCHMARKS)}")
-    return {"bench": args.name, **BENCHMARKS[args.name]()}
+    benchmark = BENCHMARKS[args.name]
+    return {"bench": args.name, **benchmark(**bench_params(benchmark, args.params))}
 
 
 def cmd_list(args) -> dict:
@@ -68,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
 
     bench = add("bench", cmd_bench, "run a benchmark against a named peer, in the same process")
     bench.add_argument("name", help="which benchmark: mdp")
+    bench.add_argument("params", nargs="*", help="benchmark parameters as key=value, e.g. n_mdps=200")
 
     add("list", cmd_list, "list experiments and environments")
     return top

@@ -60,7 +60,7 @@ def run_id(config: DictConfig) -> str:
 def git_state(repo: Path) -> dict:
     """Commit hash and dirty flag of the repository holding ``repo`` (None outside a checkout)."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:

@@ -118,3 +118,12 @@ def test_spearman_ranks():
 def test_fits_reject_bad_inputs(call, field):
     with pytest.raises(ConfigError, match=f"^{field} = "):
         call()
+
+
+def test_a_perfect_power_law_has_a_zero_width_interval():
+    from ra3lab.theory.fit import loglog_slope
+
+    fit = loglog_slope([1, 2, 4, 8], [29, 29, 29, 29])
+    assert fit["slope"] == fit["low"] == fit["high"] == 0.0
+    fit = loglog_slope([1, 2, 4, 8], [3 * x**1.5 for x in (1, 2, 4, 8)])
+    assert abs(fit["slope"] - 1.5) < 1e-12 and fit["high"] - fit["low"] < 1e-9

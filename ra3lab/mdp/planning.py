@@ -57,7 +57,7 @@ def value_iteration(
     stop="sup": stop when ``||V_k - V_{k-1}||_inf < tol (1 - gamma_bar) / (2 gamma_bar)``, which makes
     V_k tol/2-close to V* and its greedy policy tol-optimal (gamma_bar from Theorem 3.6).
     stop="span": mdptoolbox's rule, ``span(V_k - V_{k-1}) < tol (1 - gamma) / gamma``.
-    A converged MDP's values are frozen, so every MDP gets exactly the iterates it would get alone.
+    A converged MDP's values are frozen, so every MDP gets the iterates it would get alone (to round-off).
 
     Speed: the MDPs are solved in blocks of about ``BLOCK_BYTES`` of option models, each block to
     convergence while it sits in cache; a sweep is the row-vector product ``V^T`` times the

@@ -21,7 +21,7 @@ from ra3lab.envs.family import GRANULARITIES
 from ra3lab.errors import check
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.pruning import prune, pruning_error, sample_expert_data
-from ra3lab.studies.common import figure, generator, make_family
+from ra3lab.studies.common import figure, generator, make_family, progress
 
 
 def validate(config: DictConfig) -> None:
@@ -72,7 +72,7 @@ def granularity_curves(config: DictConfig, family, run) -> dict:
     for g, granularity in enumerate(GRANULARITIES):
         counts = expert_counts(config, family, granularity, int(config.seed) * 10 + g)
         rows = []
-        for n in config.sample_sizes:
+        for n in progress(config.sample_sizes, f"T4 {granularity}"):
             allowed = prune(counts[:, n - 1], "observed")
             pruning, rl = regret_after_learning(config, family, granularity, allowed, int(config.seed) + n)
             rows.append({"n": int(n), "pruning_error": pruning, "rl_error": rl, "regret": pruning + rl,
@@ -86,7 +86,7 @@ def regret_surface(config: DictConfig, family, run) -> np.ndarray:
     counts = expert_counts(config, family, "abstract", int(config.seed) * 10 + 7)[:, config.surface.n_samples - 1]
     frequency = (counts + 1e-3) / (counts + 1e-3).sum(1, keepdim=True)
     surface = np.zeros((len(config.surface.budgets), len(config.surface.penalties)))
-    for i, k in enumerate(config.surface.budgets):
+    for i, k in progress(enumerate(config.surface.budgets), "T4 surface"):
         allowed = prune(counts, "top_k", k=int(k))
         for j, c in enumerate(config.surface.penalties):
             pruning, rl = regret_after_learning(config, family, "abstract", allowed, int(config.seed) + 31 * i + j,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from ra3lab.config import compose_experiment
 
@@ -24,6 +25,8 @@ def theory_check(quick: bool = False, force: bool = False) -> dict:
         state = "cached" if summaries[name]["cached"] else f"{time.time() - start:.1f} s"
         print(f"[theory check] {name} done ({state}): {summaries[name]['run_dir']}", file=sys.stderr, flush=True)
     t1, t2, t3, t4 = (summaries[name] for name in CHECKS)
+    print("[theory check] figures:", *sorted({str(Path(p).parent) for s in summaries.values() for p in s["figures"]}),
+          sep="\n  ", file=sys.stderr)
     verdicts = {
         "lemma_3_2_identity": t1["lemma_3_2_max_residual"] < RESIDUAL_TOLERANCE,
         "thm_3_6_bound_holds": t3["thm_3_6_bound_violations"] == 0,

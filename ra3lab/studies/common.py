@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.progress import track
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from ra3lab.envs.family import OptionFamily  # noqa: E402
-from ra3lab.errors import ConfigError  # noqa: E402
+from ra3lab.envs.family import OptionFamily
+from ra3lab.errors import ConfigError
 
 plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
                      "axes.spines.right": False, "legend.frameon": False})
@@ -28,6 +27,12 @@ def make_family(env: DictConfig, **overrides) -> OptionFamily:
         if isinstance(cause, ConfigError):
             raise cause from None
         raise
+
+
+def progress(items, description: str):
+    """Iterate over ``items`` with a progress bar on stderr (hidden when stderr is not a terminal)."""
+    console = Console(stderr=True)
+    return track(list(items), description=description, console=console, disable=not console.is_terminal)
 
 
 def generator(seed: int) -> torch.Generator:

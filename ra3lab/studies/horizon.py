@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ra3lab.errors import check
 from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
-from ra3lab.studies.common import figure, generator, make_family
+from ra3lab.studies.common import figure, generator, make_family, progress
 from ra3lab.theory.bounds import effective_horizon, thm_3_6_iterations
 from ra3lab.theory.fit import spearman
 
@@ -67,7 +67,7 @@ def measure(config: DictConfig, tau: int, gamma: float) -> dict:
 
 def run(config: DictConfig, run) -> dict:
     rows = []
-    for step, (gamma, tau) in enumerate(itertools.product(config.gammas, config.taus)):
+    for step, (gamma, tau) in progress(enumerate(itertools.product(config.gammas, config.taus)), "T3 settings"):
         rows.append(measure(config, int(tau), float(gamma)))
         run.log(step, **{f"theory/t3/{key}": value for key, value in rows[-1].items()})
     bound = np.array([row["bound"] for row in rows])

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from ra3lab.errors import check
 from ra3lab.mdp.pruning import PRUNING_RULES, samples_to_eps, z_eps
-from ra3lab.studies.common import figure, generator, make_family
+from ra3lab.studies.common import figure, generator, make_family, progress
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
 from ra3lab.theory.fit import loglog_slope
 
@@ -38,7 +38,7 @@ def validate(config: DictConfig) -> None:
 
 def sample_sizes(max_samples: int, ratio: float = 1.15) -> list[int]:
     """A geometric grid 1, 2, ..., max_samples fine enough to read a required size off."""
-    return sorted({int(round(ratio ** k)) for k in range(int(np.log(max_samples) / np.log(ratio)) + 1)} | {max_samples})
+    return sorted({round(ratio**k) for k in range(int(np.log(max_samples) / np.log(ratio)) + 1)} | {max_samples})
 
 
 def settings(config: DictConfig):
@@ -87,15 +87,19 @@ def compare(rows: list[dict]) -> dict:
     return slopes
 
 
+SLOPE_RESOLUTION = 0.05   # the least CI half-width: required sizes are read off a grid 15% apart
+
+
 def better_form(slopes: dict) -> tuple[str, dict]:
-    """The form whose predicted slopes sit closer to the measured ones, in units of the CI half-width."""
+    """The form whose predicted slopes sit closer to the measured ones: the sum over knobs of squared
+    differences in units of the CI half-width (at least SLOPE_RESOLUTION)."""
     distance = {}
     for form in ("full", "eps"):
         total = 0.0
         for fit in slopes.values():
             if fit.get("slope") is None:
                 continue
-            half_width = max((fit["high"] - fit["low"]) / 2, 1e-3)
+            half_width = max((fit["high"] - fit["low"]) / 2, SLOPE_RESOLUTION)
             total += ((fit["slope"] - fit[f"predicted_{form}"]) / half_width) ** 2
         distance[form] = total
     name = {"full": "K=|Z|", "eps": "K=|Z_eps|"}
@@ -104,7 +108,7 @@ def better_form(slopes: dict) -> tuple[str, dict]:
 
 def run(config: DictConfig, run) -> dict:
     rows = []
-    for step, (knob, overrides, sigma) in enumerate(settings(config)):
+    for step, (knob, overrides, sigma) in progress(enumerate(settings(config)), "T2 settings"):
         rows.append(measure(config, step, knob, overrides, sigma))
         run.log(step, **{f"theory/t2/{key}": value for key, value in rows[-1].items()})
     slopes = compare(rows)

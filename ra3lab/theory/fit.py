@@ -25,10 +25,14 @@ def loglog_slope(x, y, confidence: float = 0.95) -> dict:
     check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
     check(bool((x > 0).all() and (y > 0).all()), "x, y", "non-positive entries", "must be > 0 to take logs")
     check(bool(np.ptp(x) > 0), "x", x.tolist(), "must not be constant")
-    fit = stats.linregress(np.log(x), np.log(y))
-    half = stats.t.ppf((1 + confidence) / 2, len(x) - 2) * fit.stderr
-    return {"slope": float(fit.slope), "low": float(fit.slope - half), "high": float(fit.slope + half),
-            "intercept": float(fit.intercept), "n": len(x)}
+    log_x, log_y = np.log(x), np.log(y)
+    centred = log_x - log_x.mean()
+    slope = float(centred @ (log_y - log_y.mean()) / (centred @ centred))
+    intercept = float(log_y.mean() - slope * log_x.mean())
+    residuals = log_y - intercept - slope * log_x
+    stderr = np.sqrt(residuals @ residuals / (len(x) - 2) / (centred @ centred))   # 0 for a perfect fit
+    half = float(stats.t.ppf((1 + confidence) / 2, len(x) - 2) * stderr)
+    return {"slope": slope, "low": slope - half, "high": slope + half, "intercept": intercept, "n": len(x)}
 
 
 def spearman(x, y) -> dict:

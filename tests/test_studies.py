@@ -1,0 +1,89 @@
+"""Each theory experiment end to end at a tiny scale: the summary contract and what the theory says."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ra3lab.config import compose_experiment
+from ra3lab.execute import execute
+
+T2_TINY = ["trials=20", "env.n_tasks=8", "max_samples=512", "vary.n_distractors=[0,8,24]",
+           "vary.n_goal_corridors=[1,2,4]", "vary.sigma=[0.25,0.5,1.0]"]
+T3_TINY = ["env.n_states=10", "taus=[1,2,4]", "gammas=[0.9,0.99]", "learner.seeds=2", "learner.decisions=1500",
+           "learner.eval_every=50", "learner.eps=0.1"]
+T4_TINY = ["trials=2", "sample_sizes=[1,8]", "rl_budget=400", "surface.budgets=[2,8]", "surface.penalties=[0.0,2.0]",
+           "env.n_states=12", "env.n_tasks=4"]
+
+
+def run(name, overrides, force=False):
+    return execute(name, compose_experiment(name, overrides), force=force)
+
+
+def test_pruning_study_measures_slopes_and_picks_a_form():
+    summary = run("t2_pruning", T2_TINY)
+    rows = [row for row in summary["settings"] if row["knob"] == "n_eps"]
+    assert [row["n_eps"] for row in rows] == [1, 2, 4]                   # Z_eps found = goal corridors
+    needed = [row["n_required"] for row in rows]
+    assert needed == sorted(needed) and needed[0] < needed[-1]           # more needed decisions, more samples
+    sigma_rows = [row for row in summary["settings"] if row["knob"] == "sigma"]
+    assert sigma_rows[0]["n_required"] > sigma_rows[-1]["n_required"]    # rarer revelation, more samples
+    for knob in ("n_options", "n_eps", "sigma"):
+        fit = summary["thm_3_5_slopes"][knob]
+        assert fit["low"] <= fit["slope"] <= fit["high"]
+        assert {"predicted_full", "predicted_eps"} <= fit.keys()
+    assert summary["thm_3_5_better_form"] in ("K=|Z|", "K=|Z_eps|")
+    assert all(Path(path).stat().st_size > 0 for path in summary["figures"])
+
+
+def test_same_config_reproduces_the_same_numbers():
+    first = run("t2_pruning", T2_TINY)
+    again = run("t2_pruning", T2_TINY, force=True)
+    assert again["cached"] is False
+    assert again["settings"] == first["settings"] and again["thm_3_5_slopes"] == first["thm_3_5_slopes"]
+
+
+def test_horizon_study_respects_the_bound_and_its_ordering():
+    summary = run("t3_horizon", T3_TINY)
+    assert summary["thm_3_6_bound_violations"] == 0
+    assert summary["thm_3_6_spearman_within_gamma"] == pytest.approx(1.0)
+    for gamma in (0.9, 0.99):
+        sweeps = [row["policy_sweeps"] for row in summary["settings"] if row["gamma"] == gamma]
+        assert sweeps == sorted(sweeps, reverse=True) and sweeps[0] > sweeps[-1]  # longer options, fewer sweeps
+    for row in summary["settings"]:
+        assert row["gamma_bar"] == pytest.approx(row["gamma"] ** row["tau"])  # deterministic tau
+        assert row["policy_sweeps"] <= row["bound"]
+    metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == len(summary["settings"]) and "theory/t3/bound" in metrics[0]
+
+
+def test_abstraction_study_draws_curves_and_surface():
+    summary = run("t4_abstraction", T4_TINY)
+    surface = np.array(summary["surface"])
+    assert surface.shape == (2, 2) and (surface >= -1e-12).all()
+    for granularity in ("primitive", "abstract"):
+        rows = summary["curves"][granularity]
+        assert rows[0]["pruning_error"] >= rows[-1]["pruning_error"]     # more expert data, less pruning error
+        assert all(row["regret"] == pytest.approx(row["pruning_error"] + row["rl_error"]) for row in rows)
+    assert summary["surface_best"]["regret"] == pytest.approx(surface.min())
+
+
+@pytest.mark.slow
+def test_theory_check_quick_json_contract(tmp_path):
+    env = {**os.environ, "RA3LAB_RUNS": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "ra3lab.cli", "theory", "check", "--quick", "--json"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["lemma_3_2_max_residual"] < 1e-9
+    assert summary["thm_3_6_bound_violations"] == 0
+    assert -1 <= summary["thm_3_6_spearman"] <= 1
+    assert set(summary["thm_3_5_slopes"]) == {"n_options", "n_eps", "sigma"}
+    assert summary["thm_3_5_better_form"] in ("K=|Z|", "K=|Z_eps|")
+    assert summary["passed"] is True
+    assert all(Path(path).exists() for path in summary["figures"])
+    assert "[theory check]" in out.stderr                                # progress goes to stderr
