@@ -21,7 +21,7 @@ from ra3lab.envs.family import GRANULARITIES
 from ra3lab.errors import check
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.pruning import prune, pruning_error, sample_expert_data
-from ra3lab.studies.common import figure, generator, make_family, progress
+from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
 
 
 def validate(config: DictConfig) -> None:
@@ -124,7 +124,8 @@ def draw(config: DictConfig, curves: dict, surface: np.ndarray, run):
         n = [row["n"] for row in rows]
         left.plot(n, [row["regret"] for row in rows], "o-", color=color, label=f"{granularity}: Δ + RL error")
         left.plot(n, [row["pruning_error"] for row in rows], ":", color=color, label=f"{granularity}: Δ only")
-    left.set(xscale="log", xlabel="expert samples |D_E|", ylabel="regret at s0",
+    log_axes(left, config.sample_sizes, logy=False)
+    left.set(xlabel="expert samples |D_E|", ylabel="regret at s0",
              title=f"after {config.rl_budget} primitive RL steps")
     left.legend(fontsize=7)
     image = right.imshow(surface, origin="lower", aspect="auto", cmap="viridis")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -43,3 +44,14 @@ def figure(ncols: int = 1, width: float = 6.0, height: float = 3.6):
     """A new figure in the project's style with ``ncols`` axes side by side."""
     fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False, layout="constrained")
     return fig, axes[0]
+
+
+def log_axes(ax, xticks, logy: bool = True) -> None:
+    """Log-scaled axes with plain labels at ``xticks`` and no minor-tick clutter."""
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.set_xticks(list(xticks), [f"{t:g}" for t in xticks])
+    ax.minorticks_off()

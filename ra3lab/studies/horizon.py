@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from ra3lab.errors import check
 from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
-from ra3lab.studies.common import figure, generator, make_family, progress
+from ra3lab.mdp.planning import optimal_values, start_values
+from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
 from ra3lab.theory.bounds import effective_horizon, thm_3_6_iterations
 from ra3lab.theory.fit import spearman
 
@@ -29,7 +30,7 @@ def validate(config: DictConfig) -> None:
     check(all(0 < g < 1 for g in config.gammas), "gammas", list(config.gammas), "every gamma must lie in (0, 1)")
     check(config.eps > 0, "eps", config.eps, "must be > 0")
     check(config.learner.seeds >= 1, "learner.seeds", config.learner.seeds, "need at least 1 seed")
-    check(config.learner.eps > 0, "learner.eps", config.learner.eps, "must be > 0")
+    check(0 < config.learner.eps < 1, "learner.eps", config.learner.eps, "must lie in (0, 1): a fraction of V*(s0)")
     for tau, gamma in itertools.product(config.taus, config.gammas):
         make_family(config.env, n_tasks=1, taus=[int(tau)], gamma=float(gamma))
 
@@ -43,14 +44,15 @@ def measure(config: DictConfig, tau: int, gamma: float) -> dict:
     bound = thm_3_6_iterations(gamma_bar, float(smdp.reward_bound().max()), float(config.eps))
     learner = config.learner
     n = len(family.mdps) * int(learner.seeds)
+    eps = float(learner.eps) * float(start_values(smdp, optimal_values(smdp)).min())   # relative to V*(s0)
     learned = q_learning(
         family.mdps, family.options,
         allowed=torch.ones(n, len(family.options), dtype=torch.bool),
         tasks=torch.arange(len(family.mdps)).repeat(int(learner.seeds)),
-        n_decisions=int(learner.decisions), eval_every=int(learner.eval_every), eps=float(learner.eps),
+        n_decisions=int(learner.decisions), eval_every=int(learner.eval_every), eps=eps,
         generator=generator(int(config.seed) + tau), terminal=family.meta.get("terminal"),
     )
-    reached = learned.error <= float(learner.eps)                                      # (T, N)
+    reached = learned.error <= eps                                                     # (T, N)
     first = reached.long().argmax(0)
     decisions = torch.where(reached.any(0), learned.decisions[first].double(), float("inf"))
     samples = learned.samples_to_eps.double()
@@ -102,12 +104,9 @@ def draw(config: DictConfig, rows: list[dict], run):
         right.plot(taus, [row["q_decisions_median"] for row in sel], "o-", color=color, label=f"γ={gamma}: decisions")
         right.plot(taus, [row["q_samples_median"] for row in sel], "s:", color=color, ms=3, label=f"γ={gamma}: primitive steps")
     for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(list(config.taus), [str(t) for t in config.taus])
-        ax.minorticks_off()
+        log_axes(ax, config.taus)
         ax.legend(fontsize=6)
     left.set(xlabel="option length τ", ylabel="value-iteration sweeps", title="value iteration: measured vs bound")
     right.set(xlabel="option length τ", ylabel="median to ε (learners that reached it)",
-              title=f"Q-learning to an ε={config.learner.eps} policy")
+              title=f"Q-learning to error {config.learner.eps:g} V*(s0)")
     return run.save_figure(fig, "t3_horizon")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from ra3lab.errors import check
 from ra3lab.mdp.pruning import PRUNING_RULES, samples_to_eps, z_eps
-from ra3lab.studies.common import figure, generator, make_family, progress
+from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
 from ra3lab.theory.fit import loglog_slope
 
@@ -138,6 +138,7 @@ def draw(rows: list[dict], slopes: dict, run):
         ax.plot(x, eps * scale_eps, ":", label="K=|Z_eps| (scaled)")
         fit = slopes[knob]
         slope = "n/a" if fit.get("slope") is None else f"{fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}]"
-        ax.set(xscale="log", yscale="log", xlabel=label, ylabel="expert samples needed", title=f"slope {slope}")
+        log_axes(ax, sorted(set(x.tolist())))
+        ax.set(xlabel=label, ylabel="expert samples needed", title=f"slope {slope}")
         ax.legend(fontsize=7)
     return run.save_figure(fig, "t2_pruning_samples")

@@ -109,7 +109,8 @@ def run(config: DictConfig, run) -> dict:
     right.bar(index, [row["rl_error"] for row in rows], bottom=[row["pruning_error"] for row in rows],
               label=r"RL error inside $\hat Z$")
     right.set(xlabel="instance", ylabel="regret at $s_0$", title="decomposition per instance")
-    right.legend()
+    right.set_ylim(top=1.25 * max(lhs))                                     # headroom for the legend
+    right.legend(loc="upper center", ncol=2, fontsize=7)
     figures = run.save_figure(fig, "t1_regret_decomposition")
     return {
         "lemma_3_2_max_residual": float(residuals.max()),
