@@ -91,7 +91,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args, extra = top.parse_known_args(argv)   # overrides may come after options: `run t3 --quick seed=1`
+    takes = next((name for name in ("overrides", "params") if hasattr(args, name)), None)
+    if extra and (takes is None or any(arg.startswith("-") for arg in extra)):
+        top.error(f"unrecognized arguments: {' '.join(extra)}")
+    if takes:
+        setattr(args, takes, [*getattr(args, takes), *extra])
     try:
         summary = args.handler(args)
     except ConfigError as error:

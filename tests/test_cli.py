@@ -74,3 +74,10 @@ def test_unknown_key_lists_valid_keys():
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "ra3lab.cli", "list", "--json"], capture_output=True, text=True, check=True)
     assert "t3_horizon" in json.loads(out.stdout.strip().splitlines()[-1])["experiments"]
+
+
+def test_overrides_may_follow_options(capsys):
+    assert main(["run", "t1_regret_decomposition", "--json", *T1_SMALL]) == 0
+    assert last_json(capsys)["n_instances"] == 2
+    with pytest.raises(SystemExit):
+        main(["list", "stray"])
