@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter, LogLocator
 import torch
 from hydra.utils import instantiate
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import track
