@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -11,7 +13,7 @@ from omegaconf import DictConfig
 
 from ra3lab.config import project_root
 from ra3lab.errors import ConfigError
-from ra3lab.runs import Run, run_id
+from ra3lab.runs import Run, git_state, run_id
 
 
 def runs_root() -> Path:
@@ -33,10 +35,20 @@ def prepare(name: str, config: DictConfig) -> Run:
     return Run(runs_root() / name / run_id(config), config)
 
 
+def warn_if_stale(run: Run) -> None:
+    """Say on stderr when a reused run was computed by other code than the checkout's."""
+    then = json.loads((run.path / "provenance.json").read_text()).get("commit")
+    now = git_state(project_root())["commit"]
+    if then and now and then != now:
+        print(f"ra3lab: reusing {run.path} computed at commit {then[:10]} (now {now[:10]}); "
+              "pass --force to recompute it with this code", file=sys.stderr)
+
+
 def execute(name: str, config: DictConfig, force: bool = False) -> dict:
     """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary."""
     run = prepare(name, config)
     if run.done and not force:
+        warn_if_stale(run)
         return {**run.summary(), "cached": True}
     torch.manual_seed(int(config.seed))
     if config.get("threads"):

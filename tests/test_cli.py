@@ -81,3 +81,12 @@ def test_overrides_may_follow_options(capsys):
     assert last_json(capsys)["n_instances"] == 2
     with pytest.raises(SystemExit):
         main(["list", "stray"])
+
+
+def test_reusing_a_run_from_other_code_says_so(capsys, isolated_runs):
+    assert main(["run", "t1_regret_decomposition", *T1_SMALL, "--json"]) == 0
+    provenance = next(isolated_runs.glob("t1_regret_decomposition/*/provenance.json"))
+    record = json.loads(provenance.read_text())
+    provenance.write_text(json.dumps({**record, "commit": "0" * 40}))
+    assert main(["run", "t1_regret_decomposition", *T1_SMALL, "--json"]) == 0
+    assert "computed at commit 0000000000" in capsys.readouterr().err

@@ -87,3 +87,13 @@ def test_theory_check_quick_json_contract(tmp_path):
     assert summary["passed"] is True
     assert all(Path(path).exists() for path in summary["figures"])
     assert "[theory check]" in out.stderr                                # progress goes to stderr
+
+
+def test_better_form_weighs_slopes_by_their_intervals():
+    from ra3lab.studies.pruning import better_form
+
+    flat_in_z = {"n_options": {"slope": 0.0, "low": 0.0, "high": 0.0, "predicted_full": 1.2, "predicted_eps": 0.2}}
+    assert better_form(flat_in_z)[0] == "K=|Z_eps|"
+    steep_in_z = {"n_options": {"slope": 1.1, "low": 1.0, "high": 1.2, "predicted_full": 1.2, "predicted_eps": 0.2}}
+    assert better_form(steep_in_z)[0] == "K=|Z|"
+    assert better_form({"n_options": {"slope": None}}) == ("undetermined", {})

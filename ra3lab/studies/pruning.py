@@ -92,7 +92,9 @@ SLOPE_RESOLUTION = 0.05   # the least CI half-width: required sizes are read off
 
 def better_form(slopes: dict) -> tuple[str, dict]:
     """The form whose predicted slopes sit closer to the measured ones: the sum over knobs of squared
-    differences in units of the CI half-width (at least SLOPE_RESOLUTION)."""
+    differences in units of the CI half-width (at least SLOPE_RESOLUTION); "undetermined" without slopes."""
+    if all(fit.get("slope") is None for fit in slopes.values()):
+        return "undetermined", {}
     distance = {}
     for form in ("full", "eps"):
         total = 0.0
