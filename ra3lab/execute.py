@@ -44,15 +44,27 @@ def warn_if_stale(run: Run) -> None:
               "pass --force to recompute it with this code", file=sys.stderr)
 
 
-def execute(name: str, config: DictConfig, force: bool = False) -> dict:
-    """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary."""
+def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -> dict:
+    """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary.
+
+    An unfinished run resumes from its checkpoint; a run that raises is marked failed (status.json)
+    and the error propagates. ``reporter(step, metrics)`` is called after every logged metric line.
+    """
     run = prepare(name, config)
     if run.done and not force:
         warn_if_stale(run)
         return {**run.summary(), "cached": True}
+    if force:
+        for stale in ("summary.json", "checkpoint.json"):
+            (run.path / stale).unlink(missing_ok=True)
+    run.reporter = reporter
     torch.manual_seed(int(config.seed))
     if config.get("threads"):
         torch.set_num_threads(int(config.threads))
     run.start(project_root())
-    summary = study_module(config).run(config, run)
+    try:
+        summary = study_module(config).run(config, run)
+    except BaseException as error:
+        run.fail(error)
+        raise
     return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}

@@ -6,6 +6,8 @@ Layout of ``<root>/<experiment>/<run_id>/``::
     provenance.json   git commit + dirty flag, package versions, seed, host, SLURM job id, times
     metrics.jsonl     one JSON object per line, each with a "step" and metric names
     summary.json      written last and atomically: its presence marks the run as done
+    status.json       the last state: running (host, pid, SLURM job id), failed (error, traceback), done
+    checkpoint.json   results of finished work items, so an interrupted run resumes after them
     figures/          <name>.pdf and <name>.png
 
 Every file is written to a temporary name and renamed into place, so a killed job never leaves
@@ -23,6 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -81,10 +85,15 @@ def package_versions() -> dict:
 
 @dataclass
 class Run:
-    """A run directory being written. Studies call :meth:`log` and :meth:`save_figure`."""
+    """A run directory being written. Studies call :meth:`map`, :meth:`log` and :meth:`save_figure`.
+
+    ``reporter``, when set, is called as ``reporter(step, metrics)`` after every :meth:`log` (a tuning
+    trial uses it to report intermediate values and to stop a pruned run).
+    """
 
     path: Path
     config: DictConfig
+    reporter: Callable[[int, dict], None] | None = None
 
     @property
     def summary_path(self) -> Path:
@@ -97,11 +106,30 @@ class Run:
     def summary(self) -> dict:
         return json.loads(self.summary_path.read_text())
 
+    def status(self) -> dict:
+        """The last recorded state: {"state": "pending" | "running" | "failed" | "done", ...}."""
+        if self.done:
+            return {"state": "done"}
+        path = self.path / "status.json"
+        return json.loads(path.read_text()) if path.exists() else {"state": "pending"}
+
+    def _set_status(self, state: str, **fields) -> None:
+        atomic_write(self.path / "status.json", json.dumps({
+            "state": state, "host": socket.gethostname(), "pid": os.getpid(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}))
+
     def start(self, repo: Path) -> None:
-        """Write the resolved config and provenance and truncate old metrics of an unfinished run."""
+        """Write the resolved config, provenance and a "running" status. An unfinished run with a
+        checkpoint resumes: its metrics are cut back to what the checkpoint covers."""
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(self.config, resolve=True))
         self._started = time.time()
+        self._checkpoint = self._load_checkpoint()
+        metrics = self.path / "metrics.jsonl"
+        kept = metrics.read_text().splitlines(keepends=True)[: self._checkpoint["metric_lines"]] if metrics.exists() else []
+        metrics.write_text("".join(kept))
+        previous = self.path / "provenance.json"
+        resumes = json.loads(previous.read_text()).get("resumes", -1) + 1 if previous.exists() and kept else 0
         self._provenance = {
             **git_state(repo),
             "versions": package_versions(),
@@ -110,14 +138,41 @@ class Run:
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "argv": sys.argv,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._started)),
+            "resumes": resumes,
         }
-        atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
-        (self.path / "metrics.jsonl").write_text("")
+        atomic_write(previous, json.dumps(self._provenance, indent=2))
+        self._set_status("running")
+
+    def _load_checkpoint(self) -> dict:
+        path = self.path / "checkpoint.json"
+        return json.loads(path.read_text()) if path.exists() else {"metric_lines": 0, "maps": {}}
 
     def log(self, step: int, **metrics) -> None:
         """Append one line ``{"step": step, **metrics}`` to metrics.jsonl."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(json_safe({"step": step, **metrics}), allow_nan=False) + "\n")
+        self._checkpoint["metric_lines"] += 1
+        if self.reporter is not None:
+            self.reporter(step, metrics)
+
+    def map(self, function: Callable[[int, object], dict], items, name: str, prefix: str) -> list[dict]:
+        """``[function(step, item) for step, item in enumerate(items)]``, resumable.
+
+        Each result (a flat JSON-able dict) is logged as ``<prefix>/<key>`` at its step and
+        checkpointed, so a run stopped mid-way (killed, preempted, timed out) restarts after the
+        last finished item. ``function`` must depend only on (step, item) and the config.
+        """
+        from ra3lab.studies.common import progress
+
+        results = self._checkpoint["maps"].setdefault(name, [])
+        for step, item in progress(list(enumerate(items)), name):
+            if step < len(results):
+                continue
+            result = function(step, item)
+            self.log(step, **{f"{prefix}/{key}": value for key, value in result.items()})
+            results.append(json_safe(result))
+            atomic_write(self.path / "checkpoint.json", json.dumps(self._checkpoint))
+        return [dict(result) for result in results]
 
     def save_figure(self, figure, name: str) -> list[Path]:
         """Save a matplotlib figure as figures/<name>.pdf and .png; returns both paths."""
@@ -134,6 +189,11 @@ class Run:
         plt.close(figure)
         return paths
 
+    def fail(self, error: BaseException) -> None:
+        """Record a failed run: the error and its traceback in status.json; the checkpoint stays."""
+        self._set_status("failed", error=f"{type(error).__name__}: {error}",
+                         traceback="".join(traceback.format_exception(error)))
+
     def finish(self, summary: dict) -> dict:
         """Record wall time and write summary.json last; returns the summary as stored."""
         wall = time.time() - self._started
@@ -141,4 +201,5 @@ class Run:
         atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
         summary = json_safe({**summary, "run_dir": str(self.path), "wall_time_s": round(wall, 3)})
         atomic_write(self.summary_path, json.dumps(summary, indent=2, default=float, allow_nan=False))
+        self._set_status("done")
         return summary

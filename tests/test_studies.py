@@ -97,3 +97,33 @@ def test_better_form_weighs_slopes_by_their_intervals():
     steep_in_z = {"n_options": {"slope": 1.1, "low": 1.0, "high": 1.2, "predicted_full": 1.2, "predicted_eps": 0.2}}
     assert better_form(steep_in_z)[0] == "K=|Z|"
     assert better_form({"n_options": {"slope": None}}) == ("undetermined", {})
+
+
+def test_an_interrupted_run_resumes_after_its_last_finished_item(monkeypatch, isolated_runs):
+    from ra3lab.studies import pruning
+
+    reference = run("t2_pruning", T2_TINY)
+    measure, calls = pruning.measure, []
+
+    def failing_at_step_4(config, step, *setting):
+        calls.append(step)
+        if step == 4:
+            raise RuntimeError("node lost")
+        return measure(config, step, *setting)
+
+    monkeypatch.setattr(pruning, "measure", failing_at_step_4)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run("t2_pruning", T2_TINY, force=True)
+    run_dir = Path(reference["run_dir"])
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "node lost" in status["error"] and "Traceback" in status["traceback"]
+    assert not (run_dir / "summary.json").exists()
+
+    monkeypatch.setattr(pruning, "measure", lambda config, step, *setting: (calls.append(step), measure(config, step, *setting))[1])
+    calls.clear()
+    resumed = run("t2_pruning", T2_TINY)
+    assert calls[0] == 4                                                  # items 0-3 came from the checkpoint
+    assert resumed["settings"] == reference["settings"]
+    assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(len(reference["settings"])))               # no duplicated metric lines

@@ -11,6 +11,7 @@ later mirror (thoughts allowed x thought penalty).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ from ra3lab.envs.family import GRANULARITIES
 from ra3lab.errors import check
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.pruning import prune, pruning_error, sample_expert_data
-from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
+from ra3lab.studies.common import figure, generator, log_axes, make_family
 
 
 def validate(config: DictConfig) -> None:
@@ -68,34 +69,33 @@ def expert_counts(config: DictConfig, family, granularity: str, seed: int) -> to
 
 
 def granularity_curves(config: DictConfig, family, run) -> dict:
-    curves = {}
-    for g, granularity in enumerate(GRANULARITIES):
-        counts = expert_counts(config, family, granularity, int(config.seed) * 10 + g)
-        rows = []
-        for n in progress(config.sample_sizes, f"T4 {granularity}"):
-            allowed = prune(counts[:, n - 1], "observed")
-            pruning, rl = regret_after_learning(config, family, granularity, allowed, int(config.seed) + n)
-            rows.append({"n": int(n), "pruning_error": pruning, "rl_error": rl, "regret": pruning + rl,
-                         "kept": float(allowed.double().sum(1).mean())})
-            run.log(len(rows), **{f"theory/t4/{granularity}/{key}": value for key, value in rows[-1].items()})
-        curves[granularity] = rows
-    return curves
+    counts = {g: expert_counts(config, family, g, int(config.seed) * 10 + i) for i, g in enumerate(GRANULARITIES)}
+
+    def point(_, item) -> dict:
+        granularity, n = item
+        allowed = prune(counts[granularity][:, n - 1], "observed")
+        pruning, rl = regret_after_learning(config, family, granularity, allowed, int(config.seed) + n)
+        return {"granularity": granularity, "n": int(n), "pruning_error": pruning, "rl_error": rl,
+                "regret": pruning + rl, "kept": float(allowed.double().sum(1).mean())}
+
+    rows = run.map(point, itertools.product(GRANULARITIES, config.sample_sizes), "T4 granularity", "theory/t4/curve")
+    return {g: [row for row in rows if row["granularity"] == g] for g in GRANULARITIES}
 
 
 def regret_surface(config: DictConfig, family, run) -> np.ndarray:
     counts = expert_counts(config, family, "abstract", int(config.seed) * 10 + 7)[:, config.surface.n_samples - 1]
     frequency = (counts + 1e-3) / (counts + 1e-3).sum(1, keepdim=True)
-    surface = np.zeros((len(config.surface.budgets), len(config.surface.penalties)))
-    for i, k in progress(enumerate(config.surface.budgets), "T4 surface"):
-        allowed = prune(counts, "top_k", k=int(k))
-        for j, c in enumerate(config.surface.penalties):
-            pruning, rl = regret_after_learning(config, family, "abstract", allowed, int(config.seed) + 31 * i + j,
-                                                prior=frequency, stickiness=1 - math.exp(-float(c)))
-            surface[i, j] = pruning + rl
-            run.log(i * len(config.surface.penalties) + j, **{"theory/t4/surface/budget": int(k),
-                    "theory/t4/surface/penalty": float(c), "theory/t4/surface/regret": pruning + rl,
-                    "theory/t4/surface/pruning_error": pruning})
-    return surface
+    budgets, penalties = list(config.surface.budgets), list(config.surface.penalties)
+
+    def cell(step, item) -> dict:
+        k, c = item
+        pruning, rl = regret_after_learning(config, family, "abstract", prune(counts, "top_k", k=int(k)),
+                                            int(config.seed) + 31 * (step // len(penalties)) + step % len(penalties),
+                                            prior=frequency, stickiness=1 - math.exp(-float(c)))
+        return {"budget": int(k), "penalty": float(c), "pruning_error": pruning, "regret": pruning + rl}
+
+    cells = run.map(cell, itertools.product(budgets, penalties), "T4 surface", "theory/t4/surface")
+    return np.array([row["regret"] for row in cells]).reshape(len(budgets), len(penalties))
 
 
 def run(config: DictConfig, run) -> dict:

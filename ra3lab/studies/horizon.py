@@ -19,7 +19,7 @@ from ra3lab.errors import check
 from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
-from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
+from ra3lab.studies.common import figure, generator, log_axes, make_family
 from ra3lab.theory.bounds import effective_horizon, thm_3_6_iterations
 from ra3lab.theory.fit import spearman
 
@@ -68,10 +68,8 @@ def measure(config: DictConfig, tau: int, gamma: float) -> dict:
 
 
 def run(config: DictConfig, run) -> dict:
-    rows = []
-    for step, (gamma, tau) in progress(enumerate(itertools.product(config.gammas, config.taus)), "T3 settings"):
-        rows.append(measure(config, int(tau), float(gamma)))
-        run.log(step, **{f"theory/t3/{key}": value for key, value in rows[-1].items()})
+    rows = run.map(lambda _, setting: measure(config, int(setting[1]), float(setting[0])),
+                   itertools.product(config.gammas, config.taus), "T3 settings", "theory/t3")
     bound = np.array([row["bound"] for row in rows])
     policy = np.array([row["policy_sweeps"] for row in rows])
     value = np.array([row["value_sweeps"] for row in rows])

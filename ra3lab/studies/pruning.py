@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from ra3lab.errors import check
 from ra3lab.mdp.pruning import PRUNING_RULES, samples_to_eps, z_eps
-from ra3lab.studies.common import figure, generator, log_axes, make_family, progress
+from ra3lab.studies.common import figure, generator, log_axes, make_family
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
 from ra3lab.theory.fit import loglog_slope
 
@@ -109,10 +109,7 @@ def better_form(slopes: dict) -> tuple[str, dict]:
 
 
 def run(config: DictConfig, run) -> dict:
-    rows = []
-    for step, (knob, overrides, sigma) in progress(enumerate(settings(config)), "T2 settings"):
-        rows.append(measure(config, step, knob, overrides, sigma))
-        run.log(step, **{f"theory/t2/{key}": value for key, value in rows[-1].items()})
+    rows = run.map(lambda step, setting: measure(config, step, *setting), settings(config), "T2 settings", "theory/t2")
     slopes = compare(rows)
     form, distance = better_form(slopes)
     figures = draw(rows, slopes, run)

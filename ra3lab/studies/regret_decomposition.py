@@ -18,7 +18,7 @@ from ra3lab.errors import check
 from ra3lab.mdp.planning import optimal_values, start_values, stochastic_policy_evaluation
 from ra3lab.mdp.pruning import pruning_error
 from ra3lab.mdp.smdp import Options, option_models
-from ra3lab.studies.common import figure, generator, make_family, progress
+from ra3lab.studies.common import figure, generator, make_family
 from ra3lab.theory.bounds import regret_decomposition
 
 
@@ -88,10 +88,8 @@ def one_instance(config: DictConfig, index: int) -> dict:
 
 
 def run(config: DictConfig, run) -> dict:
-    rows = []
-    for index in progress(range(int(config.n_instances)), "T1 instances"):
-        rows.append(one_instance(config, index))
-        run.log(index, **{f"theory/t1/{key}": value for key, value in rows[-1].items()})
+    rows = run.map(lambda index, _: one_instance(config, index), range(int(config.n_instances)), "T1 instances",
+                   "theory/t1")
     residuals = np.array([row["residual"] for row in rows])
     mc_z = np.array([row["mc_z"] for row in rows if "mc_z" in row])
 
