@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench clean
+.PHONY: setup demo test test-slow test-all bench clean slurm-up slurm-down
 
 setup: $(STAMP)
 
@@ -33,3 +33,11 @@ bench: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# A real single-node SLURM cluster on localhost (root; Debian packages); state in .slurm/.
+slurm-up:
+	bash slurm/install.sh
+	bash slurm/cluster-up.sh
+
+slurm-down:
+	bash slurm/cluster-down.sh

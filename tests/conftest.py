@@ -1,4 +1,10 @@
-"""Shared fixtures: every test writes runs into its own temporary folder."""
+"""Shared fixtures: every test writes runs into its own temporary folder; tests marked `cluster`
+get the local SLURM cluster (or are skipped, with the reason, where there is none)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,3 +17,51 @@ def isolated_runs(tmp_path, monkeypatch):
     """Point RA3LAB_RUNS at a fresh folder so tests never see or touch the user's runs/."""
     monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+# --- the local SLURM cluster (`make slurm-up`), for tests marked `cluster` -------------------
+
+LOCAL_SLURM_CONF = Path(__file__).resolve().parents[1] / ".slurm" / "etc" / "slurm.conf"
+ABSENT = "SLURM is absent: run `make slurm-up` (CI starts it)"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Path of the slurm.conf of a cluster that answers; skips the test where there is none.
+
+    Uses $SLURM_CONF, else the cluster of `make slurm-up` in <repo>/.slurm/ (exported into
+    os.environ for the session, so sbatch/sacct, and so submitit, find it). Under CI (CI=true),
+    which starts the cluster first, an absent cluster fails the test instead of skipping it.
+    """
+    saved = os.environ.get("SLURM_CONF")
+
+    def restore():
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+
+    if not saved and LOCAL_SLURM_CONF.exists():
+        os.environ["SLURM_CONF"] = str(LOCAL_SLURM_CONF)
+    problem = None
+    if shutil.which("sinfo") is None:
+        problem = "no sinfo on PATH"
+    else:
+        try:
+            subprocess.run(["sinfo", "-h"], check=True, capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            problem = "sinfo did not answer within 5 s: is the controller down?"
+        except subprocess.CalledProcessError as error:
+            problem = f"sinfo failed: {error.stderr.strip()[:300]}"
+    if problem:
+        restore()
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(f"{ABSENT} ({problem})")
+    yield os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"  # SLURM's own default otherwise
+    restore()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_marker(request):
+    """Tests marked `cluster` get `slurm_cluster` (so they skip, with the reason, without SLURM)."""
+    if request.node.get_closest_marker("cluster"):
+        request.getfixturevalue("slurm_cluster")
