@@ -3,10 +3,13 @@
     ra3lab run <experiment> [key=value ...] [--quick] [--force] [--json]
     ra3lab theory check [--quick] [--json]
     ra3lab bench <name> [key=value ...] [--json]
+    ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME] [--workers N]
+                 [--dry-run] [--failed] [--timeout S] [--json]
+    ra3lab status <sweep-dir | sweep> [--json]
     ra3lab list
 
 With ``--json`` the last line of stdout is exactly one JSON object: the command's summary.
-Progress and messages go to stderr.
+Progress and messages go to stderr. Without it, ``sweep`` and ``status`` print a table.
 """
 
 from __future__ import annotations
@@ -57,18 +60,79 @@ def cmd_bench(args) -> dict:
     return {"bench": args.name, **benchmark(**bench_params(benchmark, args.params))}
 
 
+def cmd_sweep(args) -> dict:
+    from ra3lab.sweep.grid import run_sweep
+
+    return run_sweep(args.sweep, args.overrides, launcher=args.launcher, profile=args.profile, workers=args.workers,
+                     dry_run=args.dry_run, failed_only=args.failed, timeout_s=args.timeout)
+
+
+def render_sweep(summary: dict) -> None:
+    from ra3lab.sweep.status import render
+
+    title = f"sweep {summary['sweep']} ({summary['experiment']}): {summary['sweep_dir']}"
+    if summary.get("dry_run"):
+        render(summary["runs"], summary["line"], title=f"[dry run] {title}",
+               extra={"action": [run["action"] for run in summary["runs"]]})
+        n = len(summary["launch"])
+        if "sbatch" in summary:
+            sbatch = summary["sbatch"]
+            print(f"would submit ONE array job of {n} task(s) with sbatch parameters:")
+            for key, value in sbatch["parameters"].items():
+                print(f"  {key}: {value}")
+            print("sbatch script:\n" + (sbatch["script"] or "(none: nothing to launch)"))
+        else:
+            print(f"would run {n} run(s) on {summary['workers']} local worker process(es)")
+        return
+    render(summary["runs"], summary["line"], title=title)
+    for failure in summary["failures"]:
+        print(f"#{failure['index']} failed: {failure['error']}")
+    print(f"aggregate: {summary['aggregate']}")
+
+
+def cmd_status(args) -> dict:
+    from ra3lab.sweep.status import sweep_status
+
+    return sweep_status(find_sweep_dir(args.sweep_dir))
+
+
+def find_sweep_dir(name: str):
+    """A sweep directory given as a path, or as a sweep name (its most recently launched directory)."""
+    from pathlib import Path
+
+    from ra3lab.execute import runs_root
+
+    path = Path(name)
+    if (path / "manifest.jsonl").exists():
+        return path
+    launched = sorted((runs_root() / "sweeps" / name).glob("*/manifest.jsonl"), key=lambda p: p.stat().st_mtime)
+    if launched:
+        return launched[-1].parent
+    known = sorted(str(p.parent) for p in (runs_root() / "sweeps").glob("*/*/manifest.jsonl"))
+    raise ConfigError("sweep_dir", name, "not a sweep directory (no manifest.jsonl); launched sweeps: "
+                      + (", ".join(known) if known else f"none under {runs_root() / 'sweeps'}"))
+
+
+def render_status(summary: dict) -> None:
+    from ra3lab.sweep.status import render
+
+    render(summary["runs"], summary["line"], title=summary["sweep_dir"])
+
+
 def cmd_list(args) -> dict:
-    return {"experiments": names("experiments"), "envs": names("envs")}
+    from ra3lab.sweep.spec import sweep_names
+
+    return {"experiments": names("experiments"), "envs": names("envs"), "sweeps": sweep_names()}
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ra3lab", description="Study how mid-training shapes RL (RA3).")
     sub = top.add_subparsers(dest="command", required=True)
 
-    def add(name, handler, help):
+    def add(name, handler, help, render=None):
         command = sub.add_parser(name, help=help)
         command.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=handler, render=render)
         return command
 
     run = add("run", cmd_run, "run one experiment (a YAML in experiments/) with Hydra overrides")
@@ -86,7 +150,21 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="which benchmark: mdp")
     bench.add_argument("params", nargs="*", help="benchmark parameters as key=value, e.g. n_mdps=200")
 
-    add("list", cmd_list, "list experiments and environments")
+    sweep = add("sweep", cmd_sweep, "launch a grid over an experiment (a YAML in sweeps/), locally or on SLURM",
+                render_sweep)
+    sweep.add_argument("sweep", help="name of a file in sweeps/ (see `ra3lab list`)")
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
+    sweep.add_argument("--launcher", default="local", help="local (a process pool) or slurm (one array job)")
+    sweep.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only; default $RA3LAB_SLURM_PROFILE)")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    sweep.add_argument("--dry-run", action="store_true", help="print every run and the sbatch script; submit nothing")
+    sweep.add_argument("--failed", action="store_true", help="relaunch only the failed runs")
+    sweep.add_argument("--timeout", type=float, help="stop waiting for the jobs after this many seconds")
+
+    status = add("status", cmd_status, "show the state of every run of a launched sweep", render_status)
+    status.add_argument("sweep_dir", help="a sweep directory (runs/sweeps/<sweep>/<hash>) or a sweep name (its latest)")
+
+    add("list", cmd_list, "list experiments, environments and sweeps")
     return top
 
 
@@ -106,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": str(error), "field": error.field}))
         return 2
     summary = json_safe(summary)
-    print(json.dumps(summary, default=float) if args.json else json.dumps(summary, indent=2, default=float))
-    return 0
+    if args.json:
+        print(json.dumps(summary, default=float))
+    elif args.render is not None:
+        args.render(summary)
+    else:
+        print(json.dumps(summary, indent=2, default=float))
+    return 1 if summary.get("failures") else 0   # a sweep whose runs failed: the summary lists them
 
 
 if __name__ == "__main__":

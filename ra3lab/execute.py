@@ -61,8 +61,8 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
     torch.manual_seed(int(config.seed))
     if config.get("threads"):
         torch.set_num_threads(int(config.threads))
-    run.start(project_root())
     try:
+        run.start(project_root())
         summary = study_module(config).run(config, run)
     except BaseException as error:
         run.fail(error)

@@ -170,8 +170,8 @@ class Run:
                 continue
             result = function(step, item)
             self.log(step, **{f"{prefix}/{key}": value for key, value in result.items()})
-            results.append(json_safe(result))
-            atomic_write(self.path / "checkpoint.json", json.dumps(self._checkpoint))
+            results.append(result)
+            atomic_write(self.path / "checkpoint.json", json.dumps(self._checkpoint))   # inf/nan as JSON's Infinity/NaN
         return [dict(result) for result in results]
 
     def save_figure(self, figure, name: str) -> list[Path]:

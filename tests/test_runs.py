@@ -48,3 +48,28 @@ def test_restarting_an_unfinished_run_truncates_its_metrics(tmp_path):
     run.log(0, a=1)
     Run(tmp_path / "r", run.config).start(tmp_path)
     assert (run.path / "metrics.jsonl").read_text() == ""
+
+
+def test_map_resumes_from_its_checkpoint_with_non_finite_values(tmp_path):
+    config = OmegaConf.create({"seed": 0})
+    run = Run(tmp_path / "r", config)
+    run.start(tmp_path)
+    calls = []
+
+    def work(step, item):
+        calls.append(step)
+        if step == 2:
+            raise KeyboardInterrupt
+        return {"x": item, "never": float("inf")}
+
+    try:
+        run.map(work, [10, 20, 30], "items", "test")
+    except KeyboardInterrupt:
+        pass
+    resumed = Run(tmp_path / "r", config)
+    resumed.start(tmp_path)
+    results = resumed.map(lambda step, item: {"x": item, "never": float("inf")}, [10, 20, 30], "items", "test")
+    assert calls == [0, 1, 2]
+    assert [r["x"] for r in results] == [10, 20, 30] and results[0]["never"] == float("inf")
+    lines = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [0, 1, 2] and lines[0]["test/never"] is None   # strict JSON

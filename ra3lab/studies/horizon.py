@@ -25,7 +25,7 @@ from ra3lab.theory.fit import spearman
 
 
 def validate(config: DictConfig) -> None:
-    check(len(config.taus) >= 2, "taus", list(config.taus), "need at least 2 option lengths to compare")
+    check(len(config.taus) >= 3, "taus", list(config.taus), "need at least 3 option lengths to rank them against the bound")
     check(all(t >= 1 for t in config.taus), "taus", list(config.taus), "every tau must be >= 1")
     check(all(0 < g < 1 for g in config.gammas), "gammas", list(config.gammas), "every gamma must lie in (0, 1)")
     check(config.eps > 0, "eps", config.eps, "must be > 0")

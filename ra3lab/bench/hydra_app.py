@@ -1,0 +1,26 @@
+"""The peer of ``ra3lab bench sweep``: the same experiment runs as a plain Hydra application,
+launched with ``--multirun`` through hydra-submitit-launcher::
+
+    python -m ra3lab.bench.hydra_app -cp <project root> -cn experiments/<name> --multirun \\
+        hydra/launcher=submitit_slurm hydra.launcher.partition=debug seed=range(0,32)
+
+Each job executes one run exactly as ``ra3lab run`` would (same config, same run directory format).
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ra3lab.execute import execute
+
+
+@hydra.main(config_path=None, config_name=None, version_base="1.3")
+def main(config: DictConfig) -> dict:
+    name = HydraConfig.get().job.config_name.removeprefix("experiments/")
+    return execute(name, config)
+
+
+if __name__ == "__main__":
+    main()

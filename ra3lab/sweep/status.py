@@ -1,0 +1,131 @@
+"""The state of each run of a sweep, as a user should read it.
+
+A run's status.json says what its job last wrote (pending, running, failed, done); a job that was
+cancelled, killed or lost its node cannot update it. So "running" is checked: against the local
+process (same host) or squeue (SLURM job id), and shows as "interrupted" when that job is gone. A
+run stopped by a signal (SystemExit from submitit's preemption handler, KeyboardInterrupt) is
+"interrupted" too, or "running" again while its requeued SLURM job is in the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import Counter
+from pathlib import Path
+
+from ra3lab.runs import Run
+from ra3lab.sweep import slurm
+
+STATES = ("done", "running", "interrupted", "failed", "pending")
+STOPPED = ("SystemExit", "KeyboardInterrupt")   # errors of a run stopped from outside, not by a bug
+
+
+class Queue:
+    """squeue's answer, asked at most once and only when a state needs it."""
+
+    def __init__(self):
+        self._jobs, self._asked = None, False
+
+    def __call__(self) -> dict[str, str] | None:
+        if not self._asked:
+            self._jobs, self._asked = slurm.queued_jobs(), True
+        return self._jobs
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_state(path: Path, queue: Queue | None = None) -> dict:
+    """{"state": one of STATES, "error": one line or None, "job": SLURM job id or pid, "verified": bool}.
+
+    ``verified`` is False for a "running" run whose job could not be checked (another host, no squeue).
+    """
+    queue = queue or Queue()
+    status = Run(Path(path), None).status()
+    state, error = status["state"], status.get("error")
+    job = status.get("slurm_job_id") or (f"pid {status['pid']}" if status.get("pid") else None)
+    verified = True
+    if state == "running":
+        if status.get("host") == socket.gethostname() and status.get("pid"):
+            alive = _pid_alive(int(status["pid"]))
+        elif status.get("slurm_job_id") and queue() is not None:
+            alive = str(status["slurm_job_id"]) in queue()
+        else:
+            alive = None
+        verified = alive is not None
+        state = "interrupted" if alive is False else "running"
+    elif state == "failed" and (error or "").split(":")[0] in STOPPED:
+        requeued = bool(status.get("slurm_job_id")) and str(status["slurm_job_id"]) in (queue() or {})
+        state = "running" if requeued else "interrupted"
+    return {"state": state, "error": error if state in ("failed", "interrupted") else None, "job": job,
+            "verified": verified}
+
+
+def read_manifest(sweep_dir: Path) -> list[dict]:
+    """The points of a sweep directory, one dict per manifest.jsonl line."""
+    path = Path(sweep_dir) / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_path(sweep_dir: Path, entry: dict) -> Path:
+    """Where a manifest entry's run lives: <runs root>/<experiment>/<run id>, the runs root being the
+    folder that holds sweeps/ (so a moved runs folder still resolves); else the recorded run_dir."""
+    local = Path(sweep_dir).resolve().parents[2] / entry["experiment"] / entry["run_id"]
+    return local if local.exists() or not Path(entry["run_dir"]).exists() else Path(entry["run_dir"])
+
+
+def count_line(states: list[str]) -> str:
+    """'12 runs: 9 done, 1 running, 1 failed, 1 pending' (states in a fixed order, zeros left out)."""
+    counts = Counter(states)
+    parts = [f"{counts[state]} {state}" for state in STATES if counts[state]]
+    return f"{len(states)} run{'s' if len(states) != 1 else ''}: {', '.join(parts) or 'none'}"
+
+
+def sweep_status(sweep_dir: Path) -> dict:
+    """Every run of the sweep in ``sweep_dir`` with its state, and the counts."""
+    sweep_dir = Path(sweep_dir)
+    queue = Queue()
+    runs = []
+    for entry in read_manifest(sweep_dir):
+        state = run_state(run_path(sweep_dir, entry), queue)
+        if state["state"] == "pending" and entry.get("job_id"):
+            queued = entry["job_id"] in (queue() or {})
+            state["job"] = f"{entry['job_id']} ({'queued' if queued else 'gone'})"
+        runs.append({"index": entry["index"], "params": entry["params"], "run_id": entry["run_id"],
+                     "run_dir": str(run_path(sweep_dir, entry)), **state})
+    states = [run["state"] for run in runs]
+    return {"sweep_dir": str(sweep_dir), "runs": runs, "counts": {s: states.count(s) for s in STATES},
+            "line": count_line(states)}
+
+
+STYLE = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
+
+
+def render(runs: list[dict], line: str, title: str | None = None, extra: dict | None = None) -> None:
+    """Print the runs as a rich table on stdout, then the count line. ``extra`` adds columns: {name: values}."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "overrides", "run id", "state", "job", *(extra or {}), "error"):
+        table.add_column(column, overflow="fold")
+    for i, run in enumerate(runs):
+        params = " ".join(f"{key}={value}" for key, value in run["params"].items())
+        state = run["state"] + ("" if run.get("verified", True) else "?")
+        table.add_row(str(run["index"]), params, run["run_id"], f"[{STYLE[run['state']]}]{state}[/]",
+                      str(run.get("job") or ""), *(str(values[i]) for values in (extra or {}).values()),
+                      (run.get("error") or "").splitlines()[0][:200] if run.get("error") else "")
+    console = Console()
+    if not console.is_terminal:   # piped or captured: do not wrap at 80 columns
+        console = Console(width=200)
+    console.print(table)
+    console.print(line, highlight=False)
