@@ -7,12 +7,15 @@ the ``envs`` group into the key ``env``. Overrides use Hydra's grammar (``key=va
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,6 +65,35 @@ def compose_experiment(name: str, overrides: list[str] = (), quick: bool = False
         raise _explain(name, error) from None
     OmegaConf.resolve(config)
     return config
+
+
+def compose_points(name: str, points: list[list[str]], quick: bool = False) -> list[DictConfig]:
+    """The configs of experiment ``name`` under each override list of ``points``, as
+    :func:`compose_experiment` gives them, fast: Hydra composes once per distinct set of
+    config-group overrides (``env=...``) and applies each point's value overrides with Hydra's own
+    override machinery (about 1 ms a point instead of about 100 ms)."""
+    parser = OverridesParser.create()
+    composed, configs = {}, []
+    for overrides in points:
+        try:
+            parsed = parser.parse_overrides([_hydra_override(o) for o in overrides])
+        except HydraException as error:
+            raise _in_point(_explain(name, error), overrides) from None
+        groups = tuple(o.input_line for o in parsed if o.package is not None or (project_root() / o.key_or_group).is_dir())
+        if groups not in composed:
+            composed[groups] = compose_experiment(name, list(groups), quick=quick)
+        config = copy.deepcopy(composed[groups])
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o.input_line not in groups], config)
+        except HydraException as error:
+            raise _in_point(_explain(name, error), overrides) from None
+        OmegaConf.resolve(config)
+        configs.append(config)
+    return configs
+
+
+def _in_point(error: ConfigError, overrides: list[str]) -> ConfigError:
+    return ConfigError(error.field, error.value, f"{error.valid} (in the point: {' '.join(overrides)})")
 
 
 def quick_overrides(name: str) -> list[str]:

@@ -90,3 +90,14 @@ def test_reusing_a_run_from_other_code_says_so(capsys, isolated_runs):
     provenance.write_text(json.dumps({**record, "commit": "0" * 40}))
     assert main(["run", "t1_regret_decomposition", *T1_SMALL, "--json"]) == 0
     assert "computed at commit 0000000000" in capsys.readouterr().err
+
+
+def test_compose_points_gives_what_compose_experiment_gives():
+    from ra3lab.config import compose_points
+
+    points = [["seed=3"], ["env=star", "seed=1"], ["+rule_kwargs.k=4", "rule=top_k"], ["env=star", "env.n_corridors=5"]]
+    for quick in (False, True):
+        fast = compose_points("t2_pruning", points, quick=quick)
+        assert fast == [compose_experiment("t2_pruning", point, quick=quick) for point in points]
+    with pytest.raises(ConfigError, match="in the point: nonsense=1"):
+        compose_points("t2_pruning", [["seed=1"], ["nonsense=1"]])

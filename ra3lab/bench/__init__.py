@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ra3lab.bench import mdp
+from ra3lab.bench import mdp, sweep
 
-BENCHMARKS = {"mdp": mdp.run}
+BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run}

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from ra3lab.config import compose_experiment, quick_overrides
+from ra3lab.config import compose_points
 from ra3lab.errors import ConfigError, check
 from ra3lab.execute import prepare, runs_root
-from ra3lab.runs import atomic_write
+from ra3lab.runs import Run, atomic_write, run_id
 from ra3lab.sweep.aggregate import write_aggregate
 from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import check_cluster, check_launcher, default_workers, sbatch_script, submit
@@ -45,23 +45,29 @@ class Plan:
 
 
 def plan(name: str, overrides: list[str] = ()) -> Plan:
-    """Load, expand and validate sweep ``name``: every point's config is composed and checked by its
-    study (``prepare``) before anything is written or submitted."""
+    """Load and expand sweep ``name``: every point's config is composed (unknown keys fail here) and
+    gets its run directory; nothing is written. :func:`validate` checks points before they launch."""
     spec = load_spec(name, overrides)
     points = expand(spec)
-    base = quick_overrides(spec.experiment) if spec.quick else []   # the same as compose(..., quick=True)
+    configs = compose_points(spec.experiment, [list(point.overrides) for point in points], quick=spec.quick)
     runs, seen = [], {}
-    for i, point in enumerate(points):
-        try:
-            run = prepare(spec.experiment, compose_experiment(spec.experiment, base + list(point.overrides)))
-        except ConfigError as error:
-            raise ConfigError(error.field, error.value,
-                              f"{error.valid} (sweep point {i}: {' '.join(point.overrides)})") from None
+    for i, (point, config) in enumerate(zip(points, configs)):
+        run = Run(runs_root() / spec.experiment / run_id(config), config)
         check(run.path not in seen, "grid", " ".join(point.overrides),
               f"points {seen.get(run.path)} and {i} resolve to the same config (run {run.path.name}): drop the duplicate")
         seen[run.path] = i
         runs.append(run)
     return Plan(spec, points, runs, runs_root() / "sweeps" / name / spec_hash(spec, points))
+
+
+def validate(the_plan: Plan, indices: list[int]) -> None:
+    """Check the points at ``indices`` with their study (``prepare``): ConfigError naming the point."""
+    for i in indices:
+        try:
+            prepare(the_plan.spec.experiment, the_plan.runs[i].config)
+        except ConfigError as error:
+            raise ConfigError(error.field, error.value,
+                              f"{error.valid} (sweep point {i}: {' '.join(the_plan.points[i].overrides)})") from None
 
 
 def _manifest(plan: Plan, job_ids: dict[int, str | None]) -> str:
@@ -113,6 +119,7 @@ def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", 
     check(timeout_s is None or timeout_s > 0, "timeout", timeout_s, "must be > 0 seconds")
     the_plan = plan(name, overrides)
     before, selected = select(the_plan, failed_only)
+    validate(the_plan, selected)          # a completed sweep is skipped without building any family
     job_ids = {i: state.pop("last_job", None) for i, state in enumerate(before)}
     runs = [{"index": i, "params": point.params, "overrides": list(point.overrides), "run_id": run.path.name,
              "run_dir": str(run.path), **before[i], "action": "launch" if i in selected else "skip"}
