@@ -2,10 +2,11 @@
 
     ra3lab run <experiment> [key=value ...] [--quick] [--force] [--json]
     ra3lab theory check [--quick] [--json]
-    ra3lab bench <name> [key=value ...] [--json]
     ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME] [--workers N]
                  [--dry-run] [--failed] [--timeout S] [--json]
     ra3lab status <sweep-dir | sweep> [--json]
+    ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME] [--trials N] [--json]
+    ra3lab bench <name> [key=value ...] [--json]
     ra3lab list
 
 With ``--json`` the last line of stdout is exactly one JSON object: the command's summary.
@@ -119,10 +120,19 @@ def render_status(summary: dict) -> None:
     render(summary["runs"], summary["line"], title=summary["sweep_dir"])
 
 
+def cmd_tune(args) -> dict:
+    from ra3lab.sweep.tune import tune
+
+    return tune(args.space, storage=args.storage, workers=args.workers, launcher=args.launcher, profile=args.profile,
+                trials=args.trials, timeout_s=args.timeout)
+
+
 def cmd_list(args) -> dict:
+    from ra3lab.sweep.space import space_names
     from ra3lab.sweep.spec import sweep_names
 
-    return {"experiments": names("experiments"), "envs": names("envs"), "sweeps": sweep_names()}
+    return {"experiments": names("experiments"), "envs": names("envs"), "sweeps": sweep_names(),
+            "spaces": space_names()}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,7 +157,7 @@ def parser() -> argparse.ArgumentParser:
     theory.add_argument("--force", action="store_true", help="recompute runs whose summaries exist")
 
     bench = add("bench", cmd_bench, "run a benchmark against a named peer, in the same process")
-    bench.add_argument("name", help="which benchmark: mdp")
+    bench.add_argument("name", help="which benchmark: mdp (value iteration) or sweep (SLURM launching)")
     bench.add_argument("params", nargs="*", help="benchmark parameters as key=value, e.g. n_mdps=200")
 
     sweep = add("sweep", cmd_sweep, "launch a grid over an experiment (a YAML in sweeps/), locally or on SLURM",
@@ -164,7 +174,16 @@ def parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "show the state of every run of a launched sweep", render_status)
     status.add_argument("sweep_dir", help="a sweep directory (runs/sweeps/<sweep>/<hash>) or a sweep name (its latest)")
 
-    add("list", cmd_list, "list experiments, environments and sweeps")
+    tune = add("tune", cmd_tune, "tune an experiment with Optuna (a search space sweeps/<space>_space.yaml)")
+    tune.add_argument("space", help="search space name: sweeps/<space>_space.yaml")
+    tune.add_argument("--storage", help="sqlite:///path.db (default, in the tune dir), journal:///path.log, or an RDB URL")
+    tune.add_argument("--workers", type=int, default=1, help="workers at once: local processes or SLURM array tasks")
+    tune.add_argument("--launcher", default="local", help="local (processes) or slurm (one array job)")
+    tune.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only)")
+    tune.add_argument("--trials", type=int, help="the study's target of finished trials (default: the space's trials)")
+    tune.add_argument("--timeout", type=float, help="stop waiting for the workers after this many seconds")
+
+    add("list", cmd_list, "list experiments, environments, sweeps and search spaces")
     return top
 
 

@@ -14,6 +14,10 @@ class ConfigError(ValueError):
         self.field, self.value, self.valid = field, value, valid
         super().__init__(f"{field} = {value!r} is invalid: {valid}")
 
+    def __reduce__(self):
+        """Pickle by the constructor's arguments, so the error crosses process and job boundaries."""
+        return ConfigError, (self.field, self.value, self.valid)
+
 
 def check(condition: bool, field: str, value: object, valid: str) -> None:
     """Raise :class:`ConfigError` unless ``condition`` holds."""

@@ -1,0 +1,478 @@
+"""``ra3lab tune``: an Optuna ask/tell driver whose workers run as local processes or SLURM array tasks.
+
+    ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME]
+                        [--trials N] [--json]
+
+    <space>      sweeps/<space>_space.yaml (see ra3lab.sweep.space for the format)
+    --storage    where the study lives (default: sqlite:///<runs>/tune/<space>/study.db):
+                   sqlite:///path/study.db        one file; local workers or nodes that share its folder
+                   journal:///path/journal.log    Optuna's journal file (JournalFileBackend): append-only,
+                                                  safe on NFS, for workers across nodes
+                   postgresql://user:pw@host/db   any SQLAlchemy RDB URL (driver installed, server up)
+    --workers    workers started at once: local processes, or SLURM array tasks (default 1)
+    --launcher   local (processes on this machine) | slurm (one array job through submitit)
+    --profile    slurm/profiles/<NAME>.yaml for --launcher slurm (partition, time, setup lines)
+    --trials     the study's target of finished trials (default: the space's `trials:`); run again
+                 with a larger N to continue the same study
+    --json       the summary below as one JSON object on the last line of stdout
+
+Every worker loops {claim a trial, compose the experiment with the trial's params, execute it with a
+reporter that reports the space's `intermediate` metric and raises TrialPruned when the pruner says so,
+tell the objective} until no trial is left. Exactly N trials run in all: before launching, the driver
+enqueues one WAITING "ticket" per trial still to run, and a worker only starts a trial by moving a
+ticket from WAITING to RUNNING, which only one worker can do (an RDB server locks the row, the journal
+orders its log, and an flock beside a SQLite file serialises claims); parameters are sampled when the
+ticket is claimed, so the sampler sees every trial told before. Finished = COMPLETE + PRUNED + FAIL.
+
+Resuming: the study is loaded if it exists. A trial left RUNNING by a worker that is gone (its SLURM job
+is no longer queued, or its process on this host is dead) is told FAIL with the user attribute
+``interrupted`` and its parameters are enqueued again; interrupted trials do not count towards N.
+Do not run two drivers of one study at the same time.
+
+The best trial is exported as ``experiments/<space>_best.yaml`` (an experiment file like the others:
+``ra3lab run <space>_best`` reruns it). ``optuna-dashboard <storage URL>`` (for a journal file:
+``optuna-dashboard <path>.log``) shows the study while it runs: intermediate values, pruned trials,
+parameter importances. Each trial is one run directory (``<runs>/<experiment>/<id>``; its config has
+``tune.space`` and ``tune.trial``); the trial's user attributes hold ``run_dir``, ``worker`` and ``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import yaml
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from ra3lab.config import compose_experiment, project_root
+from ra3lab.errors import ConfigError, check
+from ra3lab.execute import execute, prepare, runs_root
+from ra3lab.runs import atomic_write, json_safe
+from ra3lab.sweep.space import Space, check_bounds, is_number, load_space
+
+MARKER = "Written by `ra3lab tune"   # in the header of an exported best experiment: safe to overwrite
+CLAIM_RETRIES = 20
+
+
+def tune_dir(space: str) -> Path:
+    """``<runs>/tune/<space>``: the default storage, submitit's folder and tune.json."""
+    return runs_root() / "tune" / space
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+def storage_url(space: str, url: str | None) -> str:
+    """``url`` with relative file paths made absolute (workers may start elsewhere); default SQLite."""
+    if url is None:
+        tune_dir(space).mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(tune_dir(space) / 'study.db').absolute()}"
+    check(isinstance(url, str) and "://" in url, "storage", url,
+          "use sqlite:///path.db, journal:///path.log or an RDB URL such as postgresql://user@host/db")
+    check(not url.startswith("sqlite") or (url.startswith("sqlite:///") and ":memory:" not in url), "storage", url,
+          "an in-memory SQLite database cannot be shared by workers: name a file, sqlite:///path/study.db")
+    for scheme in ("sqlite:///", "journal://"):
+        if url.startswith(scheme):
+            path = Path(url[len(scheme):]).expanduser().absolute()
+            check(path.parent.is_dir(), "storage", url, f"the folder {path.parent} does not exist: create it or fix the path")
+            return f"{scheme.rstrip('/')}//{path}" if scheme == "journal://" else f"sqlite:///{path}"
+    return url
+
+
+def shown(url: str) -> str:
+    """``url`` as printed and stored in files: an RDB URL's password masked."""
+    if url.startswith(("sqlite", "journal")):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return url.split("://", 1)[0] + "://***"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage behind ``url``, opened (tables created, server reached); ConfigError if it cannot be."""
+    if url.startswith("journal://"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        try:
+            return JournalStorage(JournalFileBackend(url[len("journal://"):]))
+        except OSError as error:
+            raise ConfigError("storage", url, f"cannot open the journal file: {error}") from None
+    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10} if url.startswith("postgres") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect} if connect else None)
+    except ImportError as error:
+        cause = str(error.__cause__ or error).splitlines()[0]
+        raise ConfigError("storage", shown(url), f"its database driver is not installed ({cause}): pip install it, or name "
+                          "an installed one (postgresql+psycopg2://...), or omit --storage for SQLite") from None
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, OSError, ValueError) as error:  # bad URL, refused, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("storage", shown(url), f"cannot open it ({type(error).__name__}: {first[:300]}): start the server "
+                          "or fix the URL; omit --storage for a SQLite file") from None
+
+
+def open_study(space: Space, storage, worker: int = 0, create: bool = False) -> optuna.Study:
+    """The study named after the space; ``create`` makes it if absent and checks that an existing one was
+    made from the same definition of the space."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler, pruner = space.make_sampler(worker), space.make_pruner()
+    if not create:
+        return optuna.load_study(study_name=space.name, storage=storage, sampler=sampler, pruner=pruner)
+    study = optuna.create_study(study_name=space.name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=space.direction, load_if_exists=True)
+    attrs = study.user_attrs
+    if "space_hash" not in attrs:
+        for key, value in {"space_hash": space.definition_hash(), "experiment": space.experiment,
+                           "objective": space.objective_name(), "space": json_safe(space.raw)}.items():
+            study.set_user_attr(key, value)
+    elif attrs["space_hash"] != space.definition_hash() or study.direction.name.lower() != space.direction:
+        raise ConfigError("space", space.name, f"the study '{space.name}' in this storage was made from another "
+                          f"definition of the space ({attrs.get('space')}): restore the file, or start a new study "
+                          "with another --storage (or delete the old one)")
+    return study
+
+
+# --- the trial counts ---------------------------------------------------------------------------
+
+def _counts(trials) -> dict:
+    """Trials by state, plus ``counted`` (finished, not interrupted) and ``interrupted``."""
+    counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
+    interrupted = sum(t.state == TrialState.FAIL and bool(t.user_attrs.get("interrupted")) for t in trials)
+    counts.update(interrupted=interrupted, counted=counts["COMPLETE"] + counts["PRUNED"] + counts["FAIL"] - interrupted)
+    return counts
+
+
+def worker_info() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+def _alive(info: dict | None, queue: dict | None) -> bool:
+    """Whether the worker that claimed a trial still runs: its SLURM job is queued, or its process lives."""
+    if not info:
+        return False
+    if info.get("slurm_job_id"):
+        return queue is not None and str(info["slurm_job_id"]) in queue
+    if info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(study: optuna.Study) -> list[int]:
+    """Tell FAIL (``interrupted``) every RUNNING trial whose worker is gone and enqueue its parameters
+    again; returns the numbers of those trials."""
+    from ra3lab.sweep import slurm
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    queue = slurm.queued_jobs() if any((t.user_attrs.get("worker") or {}).get("slurm_job_id") for t in running) else None
+    failed = []
+    for trial in running:
+        if _alive(trial.user_attrs.get("worker"), queue):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        failed.append(trial.number)
+    return failed
+
+
+def enqueue_tickets(study: optuna.Study, target: int) -> int:
+    """Enqueue WAITING trials (no parameters yet) until finished + running + waiting = ``target``."""
+    counts = _counts(study.get_trials(deepcopy=False))
+    need = target - counts["counted"] - counts["RUNNING"] - counts["WAITING"]
+    for _ in range(max(0, need)):
+        study.enqueue_trial({})
+    return max(0, need)
+
+
+def claims_lock(url: str) -> Path | None:
+    """The lock file that serialises claims on a SQLite storage (None for other storages).
+
+    SQLite has no SELECT ... FOR UPDATE, so two workers could both read a trial as WAITING and both
+    move it to RUNNING; an flock on ``<db>.claims.lock`` beside the database makes read-and-claim
+    atomic. (An RDB server locks the row; the journal's ordered log lets one claim win.)"""
+    return Path(f"{url[len('sqlite:///'):]}.claims.lock") if url.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _locked(path: Path | None):
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def claim(study: optuna.Study, target: int, lock: Path | None = None) -> optuna.Trial | None:
+    """Move one WAITING trial to RUNNING for this worker (exactly one worker can), or None when none
+    is left or ``target`` trials are finished or running. ``lock``: :func:`claims_lock` of the URL."""
+    for attempt in range(CLAIM_RETRIES):
+        try:
+            with _locked(lock):
+                trials = study.get_trials(deepcopy=False)
+                counts = _counts(trials)
+                if counts["counted"] + counts["RUNNING"] >= target:
+                    return None
+                for frozen in trials:
+                    if frozen.state != TrialState.WAITING:
+                        continue
+                    try:
+                        if study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                            trial = optuna.Trial(study, frozen._trial_id)
+                            trial.set_user_attr("worker", worker_info())
+                            return trial
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        continue
+                return None
+        except optuna.exceptions.StorageInternalError:   # e.g. SQLite busy under contention: try again
+            time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"could not claim a trial after {CLAIM_RETRIES} tries: the storage stays busy")
+
+
+# --- one worker ---------------------------------------------------------------------------------
+
+class Reporter:
+    """``execute``'s reporter: reports the space's intermediate metric (its k-th value at step k) and
+    raises ``optuna.TrialPruned`` when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, key: str | None):
+        self.trial, self.key, self.steps = trial, key, 0
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        value = metrics.get(self.key) if self.key else None
+        if not is_number(value):
+            return
+        self.trial.report(float(value), self.steps)
+        self.steps += 1
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at {self.key} value {self.steps - 1} (step {step}) = {value:g}")
+
+
+def run_trial(space: Space, study: optuna.Study, trial: optuna.Trial, strict: bool = False) -> str:
+    """Evaluate one claimed trial as one run and tell its outcome; returns the state's name.
+
+    A run that raises is told FAIL (``error`` user attribute). With ``strict`` (a worker's first
+    evaluated trial) a missing objective or intermediate key raises ConfigError: the space is wrong.
+    """
+    try:
+        values = {param.name: param.suggest(trial) for param in space.params}
+        config = space.compose(values, [f"+tune.space={space.name}", f"+tune.trial={trial.number}"])
+        trial.set_user_attr("run_dir", str(prepare(space.experiment, config).path))
+        reporter = Reporter(trial, space.intermediate)
+        summary = execute(space.experiment, config, reporter=reporter)
+        metrics_path = Path(summary["run_dir"]) / "metrics.jsonl"
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+        value = space.objective_value(summary, metrics)
+        check(not strict or not space.intermediate or reporter.steps > 0, f"{space.name}.intermediate",
+              space.intermediate, f"the run logged no number under it; its metrics keys are "
+              f"{sorted({key for line in metrics for key in line})}")
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        return "PRUNED"
+    except Exception as error:
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:1000])
+        study.tell(trial, state=TrialState.FAIL)
+        if strict and isinstance(error, ConfigError) and error.field.startswith(f"{space.name}."):
+            raise
+        return "FAIL"
+    study.tell(trial, value)
+    return "COMPLETE"
+
+
+def worker(space: str, storage: str, target: int, index: int = 0, root: str | None = None,
+           runs: str | None = None) -> dict:
+    """One tuning worker (a local process or a SLURM array task): claim and run trials until none is
+    left. Returns {"worker", "host", "slurm_job_id", "trials": [{"number", "state"}]}."""
+    if root:
+        os.environ["RA3LAB_ROOT"] = root
+    if runs:
+        os.environ["RA3LAB_RUNS"] = runs
+    loaded = load_space(space)
+    study = open_study(loaded, open_storage(storage), worker=index)
+    done = []
+    while (trial := claim(study, target, claims_lock(storage))) is not None:
+        strict = not any(item["state"] != "PRUNED" for item in done)
+        state = run_trial(loaded, study, trial, strict=strict)
+        done.append({"number": trial.number, "state": state})
+        frozen = study.get_trials(deepcopy=False)[trial.number]
+        detail = frozen.value if frozen.state == TrialState.COMPLETE else frozen.user_attrs.get("error", "")
+        print(f"ra3lab tune: worker {index}: trial {trial.number} {done[-1]['state']} {frozen.params} {detail or ''}",
+              file=sys.stderr, flush=True)
+    return {"worker": index, **worker_info(), "trials": done}
+
+
+# --- the best trial as an experiment -------------------------------------------------------------
+
+class _Dumper(yaml.SafeDumper):
+    """YAML as the experiment files write it: nested lists indented, lists of plain values inline."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
+_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=all(not isinstance(item, (dict, list)) for item in data)))
+
+
+def best_path(space: str) -> Path:
+    return project_root() / "experiments" / f"{space}_best.yaml"
+
+
+def _env_defaults(defaults) -> dict:
+    """The env group file an experiment's defaults list pulls (``- /envs@env: chain``), as a dict."""
+    for entry in defaults or []:
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                if key.lstrip("/").startswith("envs@env") or key == "env":
+                    path = project_root() / "envs" / f"{value}.yaml"
+                    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    return {}
+
+
+def export_best(space: Space, study: optuna.Study, url: str) -> Path | None:
+    """Write the best trial as ``experiments/<space>_best.yaml`` and check that it composes to the
+    trial's config; None when no trial completed."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    config = space.compose(best.params)
+    body = OmegaConf.to_container(config, resolve=True)
+    base = yaml.safe_load((project_root() / "experiments" / f"{space.experiment}.yaml").read_text())
+    env_file = _env_defaults(base.get("defaults"))
+    if env_file and isinstance(body.get("env"), dict):
+        body["env"] = {key: value for key, value in body["env"].items() if env_file.get(key, object()) != value}
+        if not body["env"]:
+            del body["env"]
+    body.pop("quick", None)
+    if not space.quick and base.get("quick"):
+        tuned = {param.key for param in space.params} | {o.split("=", 1)[0].lstrip("+~") for o in space.fixed}
+        rest = {key: value for key, value in base["quick"].items() if key not in tuned}
+        if rest:
+            body["quick"] = rest
+    params = ", ".join(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
+                       for name, value in best.params.items())
+    header = (f"# @package _global_\n"
+              f"# Best trial of sweeps/{space.name}_space.yaml: trial {best.number}, {space.objective_name()} = "
+              f"{best.value:.6g} ({space.direction}) at {params}.\n"
+              f"# {MARKER} {space.name}` (study '{space.name}' in {shown(url)}), from {space.experiment}"
+              f"{' at quick scale (its quick: values are applied here)' if space.quick else ''}.\n"
+              f"# Rerun it: ra3lab run {space.name}_best\n")
+    text = header + yaml.dump({"defaults": base.get("defaults", ["_self_"]), **body}, Dumper=_Dumper,
+                              sort_keys=False, width=120)
+    path = best_path(space.name)
+    atomic_write(path, text)
+    again = OmegaConf.to_container(compose_experiment(f"{space.name}_best"), resolve=True)
+    expected = OmegaConf.to_container(config, resolve=True)
+    again.pop("quick", None), expected.pop("quick", None)
+    if again != expected:
+        raise RuntimeError(f"{path} does not compose to the best trial's config: please report this")
+    return path
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+def _say(text: str) -> None:
+    print(f"ra3lab tune: {text}", file=sys.stderr, flush=True)
+
+
+def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str = "local",
+         profile: str | None = None, trials: int | None = None, *, timeout_s: float | None = None) -> dict:
+    """Run the study of ``sweeps/<space>_space.yaml`` up to ``trials`` finished trials with ``workers``
+    workers, export the best trial as an experiment, and return the summary (JSON-able).
+
+    Everything is validated before anything is submitted (ConfigError naming the field and the fix):
+    the space, the params' bounds (the study validates the config at each end), the launcher and
+    profile, an exported best file that ``ra3lab tune`` did not write, and the storage (it is opened).
+    ``timeout_s`` bounds the wait for the workers (None: until they end).
+    """
+    from ra3lab.sweep.launch import check_cluster, check_launcher, launch
+
+    start = time.time()
+    loaded = load_space(space)
+    target = loaded.trials if trials is None else trials
+    check(isinstance(target, int) and not isinstance(target, bool) and target >= 1, "trials", target,
+          "must be an int >= 1: the study's target of finished trials")
+    check(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1, "workers", workers,
+          "must be >= 1 (local processes or SLURM array tasks)")
+    cluster = check_launcher(launcher, profile, workers if launcher == "local" else None)
+    if cluster is not None:
+        check_cluster(cluster)
+    check_bounds(loaded)
+    path = best_path(loaded.name)
+    check(not path.exists() or MARKER in path.read_text()[:1000], "space", loaded.name,
+          f"{path} exists and was not written by `ra3lab tune`: rename the space or move that file")
+    url = storage_url(loaded.name, storage)
+    study = open_study(loaded, open_storage(url), create=True)
+    folder = tune_dir(loaded.name)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    interrupted = recover(study)
+    enqueue_tickets(study, target)
+    counts = _counts(study.get_trials(deepcopy=False))
+    to_run = counts["WAITING"]
+    dashboard = f"optuna-dashboard {shown(url).removeprefix('journal://')}"
+    _say(f"study '{loaded.name}' ({loaded.experiment}, {loaded.direction} {loaded.objective_name()}) in {shown(url)}: "
+         f"{counts['counted']} of {target} trials finished"
+         f"{f', {len(interrupted)} interrupted ones failed and re-enqueued' if interrupted else ''}; "
+         f"{to_run} to run on {workers} {launcher} worker(s). Watch: {dashboard}")
+    outcomes = []
+    if to_run:
+        n_workers = min(workers, to_run)
+        kwargs = [{"space": loaded.name, "storage": url, "target": target, "index": i,
+                   "root": str(project_root()), "runs": str(runs_root())} for i in range(n_workers)]
+
+        def report(i, outcome):
+            detail = (f"{len(outcome.result['trials'])} trial(s)" if outcome.ok else f"failed: {outcome.error}")
+            _say(f"worker {i}{f' (job {outcome.job_id})' if outcome.job_id else ''} ended: {detail}")
+
+        outcomes = launch(worker, kwargs, launcher=launcher, profile=cluster if cluster else None,
+                          folder=folder / "jobs", workers=n_workers if launcher == "local" else None,
+                          timeout_s=timeout_s, on_outcome=report, job_name=f"tune-{loaded.name}")
+
+    study = open_study(loaded, open_storage(url))
+    trials_now = study.get_trials(deepcopy=False)
+    counts = _counts(trials_now)
+    best_file = export_best(loaded, study, url)
+    best = study.best_trial if best_file else None
+    summary = json_safe({
+        "space": loaded.name, "study": loaded.name, "experiment": loaded.experiment, "storage": shown(url),
+        "dashboard": dashboard, "objective": loaded.objective_name(), "direction": loaded.direction,
+        "target_trials": target, "n_trials": {key: value for key, value in counts.items() if value or key == "counted"},
+        "interrupted_now": interrupted,
+        "best_trial": best.number if best else None, "best_value": best.value if best else None,
+        "best_params": best.params if best else None, "best_run_dir": best.user_attrs.get("run_dir") if best else None,
+        "best_yaml": str(best_file) if best_file else None, "best_experiment": f"{loaded.name}_best" if best_file else None,
+        "tune_dir": str(folder),
+        "workers": [{"ok": o.ok, "job_id": o.job_id, "error": o.error,
+                     "trials": [t["number"] for t in o.result["trials"]] if o.ok else None} for o in outcomes],
+        "wall_time_s": round(time.time() - start, 3),
+    })
+    atomic_write(folder / "tune.json", json.dumps(summary, indent=2))
+    if best_file:
+        _say(f"best {loaded.objective_name()} = {best.value:.6g} at trial {best.number} {best.params}; "
+             f"wrote {best_file} (ra3lab run {loaded.name}_best)")
+    else:
+        _say("no trial completed: nothing to export")
+    return summary
