@@ -9,15 +9,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUN="$(dirname "$HERE")/.slurm/run"
 TIMEOUT=30                       # seconds a daemon gets to exit after SIGTERM, then SIGKILL
 
-# running PID: the process exists and is not a zombie (PID 1 here may be slow to reap daemons).
-running() { [[ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" =~ ^[^Z]$ ]]; }
-
-# alive PIDFILE NAME: the pid file names a running process whose command starts with NAME.
-alive() {
-    local pid
-    [[ -f $1 ]] && pid="$(cat "$1" 2>/dev/null)" && [[ $pid =~ ^[0-9]+$ ]] || return 1
-    running "$pid" && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$2"* ]]
-}
+# shellcheck source=processes.sh
+source "$HERE/processes.sh"   # running PID, alive PIDFILE NAME
 
 # stop NAME: SIGTERM the process of .slurm/run/NAME.pid, wait for it, SIGKILL it past the timeout.
 stop() {

@@ -17,15 +17,8 @@ die() { echo "cluster-up: $*" >&2; exit 1; }
 # Print the end of a log file (on failure).
 tail_log() { if [[ -f $1 ]]; then echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2; fi; }
 
-# running PID: the process exists and is not a zombie (PID 1 here may be slow to reap daemons).
-running() { [[ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" =~ ^[^Z]$ ]]; }
-
-# alive PIDFILE NAME: the pid file names a running process whose command starts with NAME.
-alive() {
-    local pid
-    [[ -f $1 ]] && pid="$(cat "$1" 2>/dev/null)" && [[ $pid =~ ^[0-9]+$ ]] || return 1
-    running "$pid" && [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$2"* ]]
-}
+# shellcheck source=processes.sh
+source "$HERE/processes.sh"   # running PID, alive PIDFILE NAME
 
 # wait_for DESC LOGFILE PID CMD...: run CMD until it succeeds, at most TIMEOUT seconds; fail at
 # once if the daemon died (PID: a pid, a pid file once the daemon has written it, or - for none).
