@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import matplotlib.pyplot as plt
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 from omegaconf import DictConfig
 from rich.console import Console
@@ -18,7 +21,10 @@ plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes
 
 
 def make_family(env: DictConfig, **overrides) -> OptionFamily:
-    """Instantiate the family named by ``env._target_`` with ``overrides`` on top of its keys."""
+    """Instantiate the family named by ``env._target_`` with ``overrides`` on top of its keys.
+
+    A key the family does not take (e.g. after ``env=star`` in an experiment tuned for chains) is a
+    ConfigError listing the family's parameters."""
     try:
         return instantiate(env, **overrides)
     except ConfigError:
@@ -27,6 +33,13 @@ def make_family(env: DictConfig, **overrides) -> OptionFamily:
         cause = error.__cause__ or error.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        if unexpected:
+            function = get_method(env._target_)
+            takes = ", ".join(inspect.signature(function).parameters)
+            raise ConfigError(f"env.{unexpected.group(1)}", "(unknown to this environment)",
+                              f"{env._target_} takes {takes}; drop or rename the key (e.g. ~env.{unexpected.group(1)})"
+                              ) from None
         raise
 
 
