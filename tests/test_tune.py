@@ -20,7 +20,8 @@ from ra3lab.config import compose_experiment
 from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
 from ra3lab.sweep.space import load_space, space_names
-from ra3lab.sweep.tune import enqueue_tickets, open_storage, open_study, tune
+from ra3lab.sweep.storage import open_storage, open_study
+from ra3lab.sweep.tune import enqueue_tickets, tune
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,7 +153,8 @@ def test_median_pruner_stops_a_bad_trial_after_its_intermediate_values(project):
 KILLED_WORKER = """
 import os, signal
 from ra3lab.sweep.space import load_space
-from ra3lab.sweep.tune import claim, claims_lock, enqueue_tickets, open_storage, open_study
+from ra3lab.sweep.storage import open_storage, open_study
+from ra3lab.sweep.tune import claim, claims_lock, enqueue_tickets
 space = load_space("tiny")
 study = open_study(space, open_storage({url!r}))
 enqueue_tickets(study, 4)
@@ -279,7 +281,8 @@ def test_a_changed_space_or_a_foreign_best_file_is_refused(project):
 CLAIMER = """
 import sys, time
 import optuna
-from ra3lab.sweep.tune import claim, claims_lock, open_storage
+from ra3lab.sweep.storage import open_storage
+from ra3lab.sweep.tune import claim, claims_lock
 study = optuna.load_study(study_name="tiny", storage=open_storage({url!r}))
 while time.time() < {start}:
     time.sleep(0.001)

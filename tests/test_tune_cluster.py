@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 from test_tune import TINY, make_project, variant
 
-from ra3lab.sweep.tune import open_storage, tune
+from ra3lab.sweep.storage import open_storage
+from ra3lab.sweep.tune import tune
 
 pytestmark = pytest.mark.cluster
 

@@ -45,103 +45,20 @@ import os
 import socket
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import optuna
-import yaml
-from omegaconf import OmegaConf
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
-from ra3lab.config import compose_experiment, project_root
+from ra3lab.config import project_root
 from ra3lab.errors import ConfigError, check
 from ra3lab.execute import execute, prepare, runs_root
 from ra3lab.runs import atomic_write, json_safe
+from ra3lab.sweep.best import MARKER, best_path, export_best
 from ra3lab.sweep.space import Space, check_bounds, is_number, load_space
+from ra3lab.sweep.storage import open_storage, open_study, shown, storage_url, tune_dir
 
-MARKER = "Written by `ra3lab tune"   # in the header of an exported best experiment: safe to overwrite
 CLAIM_RETRIES = 20
-
-
-def tune_dir(space: str) -> Path:
-    """``<runs>/tune/<space>``: the default storage, submitit's folder and tune.json."""
-    return runs_root() / "tune" / space
-
-
-# --- storage ---------------------------------------------------------------------------------------
-
-def storage_url(space: str, url: str | None) -> str:
-    """``url`` with relative file paths made absolute (workers may start elsewhere); default SQLite."""
-    if url is None:
-        tune_dir(space).mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(tune_dir(space) / 'study.db').absolute()}"
-    check(isinstance(url, str) and "://" in url, "storage", url,
-          "use sqlite:///path.db, journal:///path.log or an RDB URL such as postgresql://user@host/db")
-    check(not url.startswith("sqlite") or (url.startswith("sqlite:///") and ":memory:" not in url), "storage", url,
-          "an in-memory SQLite database cannot be shared by workers: name a file, sqlite:///path/study.db")
-    for scheme in ("sqlite:///", "journal://"):
-        if url.startswith(scheme):
-            path = Path(url[len(scheme):]).expanduser().absolute()
-            check(path.parent.is_dir(), "storage", url, f"the folder {path.parent} does not exist: create it or fix the path")
-            return f"{scheme.rstrip('/')}//{path}" if scheme == "journal://" else f"sqlite:///{path}"
-    return url
-
-
-def shown(url: str) -> str:
-    """``url`` as printed and stored in files: an RDB URL's password masked."""
-    if url.startswith(("sqlite", "journal")):
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return url.split("://", 1)[0] + "://***"
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage behind ``url``, opened (tables created, server reached); ConfigError if it cannot be."""
-    if url.startswith("journal://"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        try:
-            return JournalStorage(JournalFileBackend(url[len("journal://"):]))
-        except OSError as error:
-            raise ConfigError("storage", url, f"cannot open the journal file: {error}") from None
-    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10} if url.startswith("postgres") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect} if connect else None)
-    except ImportError as error:
-        cause = str(error.__cause__ or error).splitlines()[0]
-        raise ConfigError("storage", shown(url), f"its database driver is not installed ({cause}): pip install it, or name "
-                          "an installed one (postgresql+psycopg2://...), or omit --storage for SQLite") from None
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, OSError, ValueError) as error:  # bad URL, refused, ...
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("storage", shown(url), f"cannot open it ({type(error).__name__}: {first[:300]}): start the server "
-                          "or fix the URL; omit --storage for a SQLite file") from None
-
-
-def open_study(space: Space, storage, worker: int = 0, create: bool = False) -> optuna.Study:
-    """The study named after the space; ``create`` makes it if absent and checks that an existing one was
-    made from the same definition of the space."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler, pruner = space.make_sampler(worker), space.make_pruner()
-    if not create:
-        return optuna.load_study(study_name=space.name, storage=storage, sampler=sampler, pruner=pruner)
-    study = optuna.create_study(study_name=space.name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=space.direction, load_if_exists=True)
-    attrs = study.user_attrs
-    if "space_hash" not in attrs:
-        for key, value in {"space_hash": space.definition_hash(), "experiment": space.experiment,
-                           "objective": space.objective_name(), "space": json_safe(space.raw)}.items():
-            study.set_user_attr(key, value)
-    elif attrs["space_hash"] != space.definition_hash() or study.direction.name.lower() != space.direction:
-        raise ConfigError("space", space.name, f"the study '{space.name}' in this storage was made from another "
-                          f"definition of the space ({attrs.get('space')}): restore the file, or start a new study "
-                          "with another --storage (or delete the old one)")
-    return study
 
 
 # --- the trial counts ---------------------------------------------------------------------------
@@ -320,75 +237,6 @@ def worker(space: str, storage: str, target: int, index: int = 0, root: str | No
         print(f"ra3lab tune: worker {index}: trial {trial.number} {done[-1]['state']} {frozen.params} {detail or ''}",
               file=sys.stderr, flush=True)
     return {"worker": index, **worker_info(), "trials": done}
-
-
-# --- the best trial as an experiment -------------------------------------------------------------
-
-class _Dumper(yaml.SafeDumper):
-    """YAML as the experiment files write it: nested lists indented, lists of plain values inline."""
-
-    def increase_indent(self, flow=False, indentless=False):
-        return super().increase_indent(flow, False)
-
-
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
-    "tag:yaml.org,2002:seq", data, flow_style=all(not isinstance(item, (dict, list)) for item in data)))
-
-
-def best_path(space: str) -> Path:
-    return project_root() / "experiments" / f"{space}_best.yaml"
-
-
-def _env_defaults(defaults) -> dict:
-    """The env group file an experiment's defaults list pulls (``- /envs@env: chain``), as a dict."""
-    for entry in defaults or []:
-        if isinstance(entry, dict):
-            for key, value in entry.items():
-                if key.lstrip("/").startswith("envs@env") or key == "env":
-                    path = project_root() / "envs" / f"{value}.yaml"
-                    return yaml.safe_load(path.read_text()) if path.exists() else {}
-    return {}
-
-
-def export_best(space: Space, study: optuna.Study, url: str) -> Path | None:
-    """Write the best trial as ``experiments/<space>_best.yaml`` and check that it composes to the
-    trial's config; None when no trial completed."""
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None
-    config = space.compose(best.params)
-    body = OmegaConf.to_container(config, resolve=True)
-    base = yaml.safe_load((project_root() / "experiments" / f"{space.experiment}.yaml").read_text())
-    env_file = _env_defaults(base.get("defaults"))
-    if env_file and isinstance(body.get("env"), dict):
-        body["env"] = {key: value for key, value in body["env"].items() if env_file.get(key, object()) != value}
-        if not body["env"]:
-            del body["env"]
-    body.pop("quick", None)
-    if not space.quick and base.get("quick"):
-        tuned = {param.key for param in space.params} | {o.split("=", 1)[0].lstrip("+~") for o in space.fixed}
-        rest = {key: value for key, value in base["quick"].items() if key not in tuned}
-        if rest:
-            body["quick"] = rest
-    params = ", ".join(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}"
-                       for name, value in best.params.items())
-    header = (f"# @package _global_\n"
-              f"# Best trial of sweeps/{space.name}_space.yaml: trial {best.number}, {space.objective_name()} = "
-              f"{best.value:.6g} ({space.direction}) at {params}.\n"
-              f"# {MARKER} {space.name}` (study '{space.name}' in {shown(url)}), from {space.experiment}"
-              f"{' at quick scale (its quick: values are applied here)' if space.quick else ''}.\n"
-              f"# Rerun it: ra3lab run {space.name}_best\n")
-    text = header + yaml.dump({"defaults": base.get("defaults", ["_self_"]), **body}, Dumper=_Dumper,
-                              sort_keys=False, width=120)
-    path = best_path(space.name)
-    atomic_write(path, text)
-    again = OmegaConf.to_container(compose_experiment(f"{space.name}_best"), resolve=True)
-    expected = OmegaConf.to_container(config, resolve=True)
-    again.pop("quick", None), expected.pop("quick", None)
-    if again != expected:
-        raise RuntimeError(f"{path} does not compose to the best trial's config: please report this")
-    return path
 
 
 # --- the driver ---------------------------------------------------------------------------------
