@@ -20,7 +20,7 @@ from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.studies.common import figure, generator, log_axes, make_family
-from ra3lab.theory.bounds import effective_horizon, thm_3_6_iterations
+from ra3lab.theory.bounds import effective_horizon, gamma_bar_fixed, thm_3_6_iterations
 from ra3lab.theory.fit import spearman
 
 
@@ -57,7 +57,8 @@ def measure(config: DictConfig, tau: int, gamma: float) -> dict:
     decisions = torch.where(reached.any(0), learned.decisions[first].double(), float("inf"))
     samples = learned.samples_to_eps.double()
     return {
-        "tau": tau, "gamma": gamma, "gamma_bar": gamma_bar, "effective_horizon": effective_horizon(gamma_bar),
+        "tau": tau, "gamma": gamma, "gamma_bar": gamma_bar, "gamma_bar_predicted": gamma_bar_fixed(gamma, tau),
+        "effective_horizon": effective_horizon(gamma_bar),
         "policy_sweeps": float(sweeps["policy_sweeps"].double().max()),
         "value_sweeps": float(sweeps["value_sweeps"].double().max()),
         "bound": bound,
