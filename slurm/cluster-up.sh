@@ -154,38 +154,31 @@ CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
 SQL
 
+# start_daemon NAME PORT READY_CMD... -- DAEMON_CMD...: start a SLURM daemon unless its pid file names a
+# live one; with a READY_CMD, wait until it succeeds (the daemon's log tail on failure).
+start_daemon() {
+    local name=$1 port=$2 ready=() command=()
+    shift 2
+    while [[ $1 != -- ]]; do ready+=("$1"); shift; done
+    shift
+    command=("$@")
+    if alive "$RUN/$name.pid" "$name"; then already "$name"; return; fi
+    free_port "$port"
+    rm -f "$RUN/$name.pid"
+    "${command[@]}" || { tail_log "$LOG/$name.log"; die "$name failed to start"; }
+    if [[ ${#ready[@]} -gt 0 ]]; then wait_for "$name" "$LOG/$name.log" "$RUN/$name.pid" "${ready[@]}"; fi
+    echo "$name: started"
+}
+
 # --- slurmdbd, then the cluster's registration in it ---------------------------------------
-if alive "$RUN/slurmdbd.pid" slurmdbd; then
-    already slurmdbd
-else
-    free_port "$SLURMDBD_PORT"
-    rm -f "$RUN/slurmdbd.pid"
-    slurmdbd || { tail_log "$LOG/slurmdbd.log"; die "slurmdbd failed to start"; }
-    wait_for "slurmdbd" "$LOG/slurmdbd.log" "$RUN/slurmdbd.pid" sacctmgr -n show cluster
-    echo "slurmdbd: started"
-fi
+start_daemon slurmdbd "$SLURMDBD_PORT" sacctmgr -n show cluster -- slurmdbd
 if ! timeout 30 sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER"; then
     timeout 30 sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "could not add cluster $CLUSTER to slurmdbd"
 fi
 
 # --- slurmctld and slurmd ------------------------------------------------------------------
-if alive "$RUN/slurmctld.pid" slurmctld; then
-    already slurmctld
-else
-    free_port "$SLURMCTLD_PORT"
-    rm -f "$RUN/slurmctld.pid"
-    slurmctld || { tail_log "$LOG/slurmctld.log"; die "slurmctld failed to start"; }
-    wait_for "slurmctld" "$LOG/slurmctld.log" "$RUN/slurmctld.pid" scontrol ping
-    echo "slurmctld: started"
-fi
-if alive "$RUN/slurmd.pid" slurmd; then
-    already slurmd
-else
-    free_port "$SLURMD_PORT"
-    rm -f "$RUN/slurmd.pid"
-    slurmd -N localhost || { tail_log "$LOG/slurmd.log"; die "slurmd failed to start"; }
-    echo "slurmd: started"
-fi
+start_daemon slurmctld "$SLURMCTLD_PORT" scontrol ping -- slurmctld
+start_daemon slurmd "$SLURMD_PORT" -- slurmd -N localhost
 
 # --- ready: the node is idle (or busy with jobs) and accounting answers --------------------
 node_up() { sinfo -h -n localhost -o %T | grep -Eqx 'idle|mixed|allocated|completing'; }
