@@ -19,14 +19,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/ra3lab theory check --quick
 
+# Two workers; the SLURM tests (xdist_group "slurm") run one after another on one of them.
 test: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -n 2 -m slow
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow
 
 test-all: setup
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/ra3lab bench mdp

@@ -14,7 +14,7 @@ import time
 import pytest
 import submitit
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("slurm")]   # one at a time: they share 2 CPUs
 
 
 def _executor(folder):

@@ -19,11 +19,12 @@ from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import submit
 from ra3lab.sweep.status import run_state
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("slurm")]   # one at a time: they share 2 CPUs
 
 REPO = Path(__file__).resolve().parents[1]
 T1_TINY = ["n_instances=2", "mc_instances=1", "mc_episodes=20", "mc_horizon=60"]            # ~1 s
-T1_SLOW = ["n_instances=8", "mc_instances=8", "mc_episodes=150", "mc_horizon=100"]          # ~5 s, 8 checkpoints
+SLOW_STEPS = 20   # checkpointed steps of a slow run: ~12 s, so a kill or signal after step 2 lands mid-run
+T1_SLOW = [f"n_instances={SLOW_STEPS}", f"mc_instances={SLOW_STEPS}", "mc_episodes=150", "mc_horizon=100"]
 SLURM = {"launcher": "slurm", "profile": "localhost"}
 
 
@@ -105,7 +106,7 @@ def test_a_killed_job_is_relaunched_and_every_run_ends_done_exactly_once(sweeps,
     summary = run_sweep("killed", timeout_s=150, **SLURM)                      # point 0 resumes, point 1 starts
     assert summary["launch"] == [0, 1] and summary["line"] == "2 runs: 2 done", summary
     for run in summary["runs"]:
-        assert metric_steps(run["run_dir"]) == list(range(8))                  # every step once
+        assert metric_steps(run["run_dir"]) == list(range(SLOW_STEPS))         # every step once
         assert len(list(Path(run["run_dir"]).glob("summary*.json"))) == 1
     assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
     assert run_sweep("killed", **SLURM)["launch"] == []                         # and never again
@@ -141,7 +142,7 @@ def test_a_preempted_job_is_requeued_and_its_run_continues_where_it_stopped(swee
     finally:
         subprocess.run(["scancel", job_id], check=False, timeout=20)
     assert outcome.ok and outcome.result["state"] == "done", outcome
-    assert metric_steps(run_dir) == list(range(8))
+    assert metric_steps(run_dir) == list(range(SLOW_STEPS))
     assert (run_dir / "metrics.jsonl").read_text().splitlines()[:2] == first   # the steps before kept, not redone
     assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
     assert run_state(run_dir)["state"] == "done"

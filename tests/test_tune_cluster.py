@@ -20,7 +20,7 @@ from test_tune import TINY, make_project, variant
 from ra3lab.sweep.storage import open_storage
 from ra3lab.sweep.tune import tune
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("slurm")]   # one at a time: they share 2 CPUs
 
 
 @pytest.fixture
