@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ra3lab.cli import main
+from ra3lab.sweep import slurm
 from ra3lab.sweep.grid import plan, run_sweep
 from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import submit
@@ -67,6 +68,13 @@ def start_slow(name, isolated_runs):
               "quick": False, "runs_root": str(isolated_runs)}
     batch = submit(RunJob(), [kwargs], folder=the_plan.sweep_dir / "jobs" / "%j", job_name=f"test-{name}", **SLURM)
     return batch, the_plan.runs[0].path
+
+
+def job_logs(root, job_id, lines=40):
+    """The last lines of the submitit logs of ``job_id`` under ``root``, to explain a failed cluster test."""
+    logs = sorted(Path(root).rglob(f"{job_id}*_log.*"))
+    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                     for log in logs) or f"(no logs of job {job_id} under {root})"
 
 
 def test_a_grid_sweep_runs_as_one_array_job_and_aggregates(sweeps, capsys):
@@ -125,3 +133,23 @@ def test_a_failing_job_is_marked_failed_and_the_others_finish(sweeps, capsys):
     assert status["state"] == "failed" and status["error"].startswith("JSONDecodeError") and status["slurm_job_id"]
     assert "checkpoint" in status["traceback"]
 
+
+def test_a_preempted_job_is_requeued_and_its_run_continues_where_it_stopped(sweeps, isolated_runs):
+    sweeps("preempted", T1_SLOW, ["seed=0"])
+    batch, run_dir = start_slow("preempted", isolated_runs)
+    [job_id] = batch.job_ids
+    try:
+        wait_for(checkpointed(run_dir), 90, "two checkpointed steps")
+        first = (run_dir / "metrics.jsonl").read_text().splitlines()[:2]
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=20)   # what SLURM sends on preemption
+        # submitit's handler requeues the job; SLURM holds a requeued job ~2 min (BeginTime): start it now
+        wait_for(lambda: (slurm.queued_jobs() or {}).get(job_id) == "PENDING", 60, "the job to be requeued")
+        subprocess.run(["scontrol", "update", f"jobid={job_id}", "starttime=now"], check=True, timeout=20)
+        [outcome] = batch.wait(timeout_s=300)
+    finally:
+        subprocess.run(["scancel", job_id], check=False, timeout=20)
+    assert outcome.ok and outcome.result["state"] == "done", f"{outcome}\n{job_logs(isolated_runs.parent, job_id)}"
+    assert metric_steps(run_dir) == list(range(SLOW_STEPS))
+    assert (run_dir / "metrics.jsonl").read_text().splitlines()[:2] == first   # the steps before kept, not redone
+    assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
+    assert run_state(run_dir)["state"] == "done"
