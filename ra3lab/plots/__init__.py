@@ -1,0 +1,1 @@
+"""The plotting suite: statistics as pure functions (``stats``), kept apart from drawing."""

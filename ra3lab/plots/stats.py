@@ -1,0 +1,143 @@
+"""Statistics of noisy results as rliable (Agarwal et al. 2021) computes them, as pure numpy functions.
+
+Scores are ndarray[runs, tasks] (a run is one seed; a 1-D array is one task); curves add a
+trailing steps axis. Intervals come from the stratified bootstrap: each draw resamples runs with
+replacement independently within every task, and the interval is the percentile interval of the
+statistic over ``reps`` draws. Random functions take ``rng``, a np.random.Generator or a seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+from ra3lab.errors import check
+
+Rng = np.random.Generator | int
+
+
+def iqm(scores, axis: int | None = None):
+    """Interquartile mean of ``scores`` along ``axis`` (all values when None): the mean after cutting
+    int(n / 4) values from each end, as scipy.stats.trim_mean(scores, 0.25) does."""
+    return stats.trim_mean(np.asarray(scores, dtype=float), 0.25, axis=axis)
+
+
+def stratified_bootstrap_ci(scores, statistic: Callable = iqm, reps: int = 2000, confidence: float = 0.95,
+                            rng: Rng = 0):
+    """(point, low, high) of ``statistic`` with a stratified-bootstrap percentile interval.
+
+    ``scores``: ndarray[runs, tasks, ...] (trailing axes travel with their run), or a dict
+    {name: such an array}, which gives {name: (point, low, high)}, the names drawn in turn from one rng.
+    ``statistic`` maps an array of that shape to a float or an ndarray; the three results have its shape.
+    """
+    if isinstance(scores, dict):
+        rng = np.random.default_rng(rng)
+        return {name: stratified_bootstrap_ci(value, statistic, reps, confidence, rng) for name, value in scores.items()}
+    _check_bootstrap(reps, confidence)
+    rng = np.random.default_rng(rng)
+    scores = _runs_by_tasks(scores, "scores")
+    draws = np.array([statistic(_resample(scores, rng)) for _ in range(reps)])
+    return _interval(statistic(scores), draws, confidence)
+
+
+def curve_bands(curves, statistic: Callable = iqm, reps: int = 2000, confidence: float = 0.95, rng: Rng = 0):
+    """(point[steps], low[steps], high[steps]): ``statistic`` over the runs x tasks values of each step of
+    ``curves`` ndarray[runs, tasks, steps], with stratified-bootstrap bands (whole curves are resampled).
+
+    ``statistic(values, axis=0)`` reduces values ndarray[runs * tasks, steps]: iqm, np.mean, np.median.
+    """
+    curves = np.asarray(curves, dtype=float)
+    check(curves.ndim == 3, "curves", curves.shape, "must be ndarray[runs, tasks, steps]")
+    steps = curves.shape[2]
+    return stratified_bootstrap_ci(curves, lambda values: statistic(values.reshape(-1, steps), axis=0), reps,
+                                   confidence, rng)
+
+
+def probability_of_improvement(x, y) -> float:
+    """P(X > Y) + P(X = Y) / 2 for a run X of x ndarray[runs_x, tasks] and a run Y of y ndarray[runs_y, tasks]
+    on the same task, averaged over tasks: per task the Mann-Whitney U statistic of x against y over runs_x * runs_y."""
+    x, y = _pair(x, y)
+    above, tied = x[:, None, :] > y[None, :, :], x[:, None, :] == y[None, :, :]
+    return float((above + 0.5 * tied).mean(axis=(0, 1)).mean())
+
+
+def probability_of_improvement_ci(x, y, reps: int = 2000, confidence: float = 0.95, rng: Rng = 0):
+    """(point, low, high) of :func:`probability_of_improvement`; each draw resamples x and y independently,
+    stratified by task."""
+    _check_bootstrap(reps, confidence)
+    rng = np.random.default_rng(rng)
+    x, y = _pair(x, y)
+    draws = np.array([probability_of_improvement(_resample(x, rng), _resample(y, rng)) for _ in range(reps)])
+    return _interval(probability_of_improvement(x, y), draws, confidence)
+
+
+def steps_to_threshold(curve, steps, threshold: float):
+    """The first of ``steps`` ndarray[steps] at which ``curve`` ndarray[..., steps] (a pass rate) is at
+    least ``threshold``, ndarray[...] (a float for one curve); np.inf where it never is."""
+    check(0 <= threshold <= 1, "threshold", threshold, "must lie in [0, 1]: the curves are pass rates")
+    curve, steps = _curve(curve, steps, least=1)
+    reached = curve >= threshold
+    return np.where(reached.any(axis=-1), steps[reached.argmax(axis=-1)], np.inf)[()]
+
+
+def area_under_curve(curve, steps):
+    """Trapezoid area under ``curve`` ndarray[..., steps] over ``steps`` ndarray[steps], divided by the step
+    range: the curve's mean level, in [0, 1] for pass rates. ndarray[...] (a float for one curve)."""
+    curve, steps = _curve(curve, steps, least=2)
+    return (np.trapezoid(curve, steps, axis=-1) / (steps[-1] - steps[0]))[()]
+
+
+def mean_ci(values, confidence: float = 0.95):
+    """(mean, low, high) over ``values`` ndarray[seeds, ...] with a Student-t interval (seeds - 1 degrees of
+    freedom); low and high are nan for a single seed."""
+    check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
+    values = np.asarray(values, dtype=float)
+    check(values.ndim >= 1 and len(values) >= 1, "values", values.shape, "must be ndarray[seeds, ...] with a seed")
+    seeds, mean = len(values), values.mean(axis=0)
+    spread = values.std(axis=0, ddof=1) if seeds > 1 else np.full_like(mean, np.nan)
+    half = stats.t.ppf((1 + confidence) / 2, seeds - 1) * spread / np.sqrt(seeds)
+    return mean[()], (mean - half)[()], (mean + half)[()]
+
+
+def _check_bootstrap(reps: int, confidence: float) -> None:
+    check(reps >= 1, "reps", reps, "must be >= 1 bootstrap draw")
+    check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
+
+
+def _runs_by_tasks(scores, name: str) -> np.ndarray:
+    """``scores`` as a float array [runs, tasks, ...] with at least one run and task; [runs] becomes [runs, 1]."""
+    scores = np.asarray(scores, dtype=float)
+    scores = scores[:, None] if scores.ndim == 1 else scores
+    check(scores.ndim >= 2 and scores.shape[0] >= 1 and scores.shape[1] >= 1, name, scores.shape,
+          "must be ndarray[runs, tasks] with at least one run and one task")
+    return scores
+
+
+def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _runs_by_tasks(x, "x"), _runs_by_tasks(y, "y")
+    check(x.ndim == 2, "x", x.shape, "must be ndarray[runs, tasks]")
+    check(y.ndim == 2 and y.shape[1] == x.shape[1], "y", y.shape, f"must be ndarray[runs, {x.shape[1]}] like x")
+    return x, y
+
+
+def _resample(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One stratified bootstrap draw of scores[runs, tasks, ...]: runs picked with replacement per task."""
+    runs, tasks = scores.shape[:2]
+    return scores[rng.integers(runs, size=(runs, tasks)), np.arange(tasks)]
+
+
+def _interval(point, draws: np.ndarray, confidence: float):
+    low, high = np.percentile(draws, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
+    return np.asarray(point, dtype=float)[()], low[()], high[()]
+
+
+def _curve(curve, steps, least: int) -> tuple[np.ndarray, np.ndarray]:
+    """``curve`` [..., steps] and ``steps`` as float arrays, checked to match with ``least`` increasing steps."""
+    curve, steps = np.asarray(curve, dtype=float), np.asarray(steps, dtype=float)
+    check(steps.ndim == 1 and len(steps) >= least and bool(np.all(np.diff(steps) > 0)), "steps", np.array2string(steps, threshold=8),
+          f"must be at least {least} increasing step numbers")
+    check(curve.ndim >= 1 and curve.shape[-1] == len(steps), "curve", curve.shape,
+          f"must be ndarray[..., {len(steps)}], one value per step")
+    return curve, steps

@@ -1,0 +1,155 @@
+"""Statistics of the plotting suite, checked against scipy's reference implementations and hand values."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ra3lab.errors import ConfigError
+from ra3lab.plots.stats import (
+    area_under_curve,
+    curve_bands,
+    iqm,
+    mean_ci,
+    probability_of_improvement,
+    probability_of_improvement_ci,
+    steps_to_threshold,
+    stratified_bootstrap_ci,
+)
+
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == 4.5  # mean of 3, 4, 5, 6
+    assert iqm([3, 100, 1, 2, -100, 2, 1, 3]) == 2.0  # mean of 1, 2, 2, 3: the outliers are cut
+    assert iqm([-50, 1, 2, 3, 4, 5, 6, 50, 7, 8]) == 4.5  # n = 10: int(10 / 4) = 2 cut at each end
+    scores = np.random.default_rng(0).standard_normal((10, 7))
+    assert iqm(scores) == pytest.approx(stats.trim_mean(scores.ravel(), 0.25))
+    assert np.allclose(iqm(scores, axis=0), stats.trim_mean(scores, 0.25, axis=0))
+
+
+def test_the_bootstrap_interval_agrees_with_scipy_on_one_task():
+    sample = np.random.default_rng(0).standard_normal(40)
+    point, low, high = stratified_bootstrap_ci(sample, np.mean, reps=5000, rng=1)
+    reference = stats.bootstrap((sample,), np.mean, n_resamples=5000, method="percentile", rng=2)
+    assert point == pytest.approx(sample.mean())
+    assert low == pytest.approx(reference.confidence_interval.low, abs=2e-2)
+    assert high == pytest.approx(reference.confidence_interval.high, abs=2e-2)
+    assert stratified_bootstrap_ci(sample[:, None], np.mean, reps=5000, rng=1) == (point, low, high)
+
+
+def test_the_bootstrap_resamples_runs_within_each_task():
+    # task 0 is always 0, task 1 always 1: a stratified draw keeps every task's runs, so the mean is fixed
+    scores = np.array([[0.0, 1.0]] * 5)
+    assert stratified_bootstrap_ci(scores, np.mean, reps=200) == (0.5, 0.5, 0.5)
+    # per-task statistics see only their own task's runs
+    scores = np.column_stack([np.arange(6.0), 10 + np.arange(6.0)])
+    point, low, high = stratified_bootstrap_ci(scores, lambda s: s.mean(axis=0), reps=500)
+    assert np.allclose(point, [2.5, 12.5]) and np.all(low >= [0, 10]) and np.all(high <= [5, 15])
+
+
+def test_intervals_contain_the_point_and_shrink_with_more_runs():
+    rng = np.random.default_rng(3)
+    widths = []
+    for runs in (5, 20, 80):
+        point, low, high = stratified_bootstrap_ci(rng.uniform(size=(runs, 4)), reps=1000, rng=0)
+        assert low <= point <= high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2] > 0
+    assert stratified_bootstrap_ci(np.full((4, 3), 0.7), reps=10) == pytest.approx((0.7, 0.7, 0.7))
+
+
+def test_the_bootstrap_is_seeded_and_takes_a_dict_of_algorithms():
+    scores = {name: np.random.default_rng(i).uniform(size=(6, 3)) for i, name in enumerate(["ntp", "ra3"])}
+    first = stratified_bootstrap_ci(scores, reps=300, rng=7)
+    assert set(first) == {"ntp", "ra3"} and first == stratified_bootstrap_ci(scores, reps=300, rng=7)
+    assert first != stratified_bootstrap_ci(scores, reps=300, rng=8)
+    assert first["ntp"][0] == iqm(scores["ntp"])
+    assert stratified_bootstrap_ci(scores["ntp"], reps=300, rng=np.random.default_rng(7)) == first["ntp"]
+
+
+def test_curve_bands_follow_each_step():
+    rng = np.random.default_rng(0)
+    level = np.linspace(0.1, 0.9, 12)
+    curves = np.clip(level + 0.05 * rng.standard_normal((8, 3, 12)), 0, 1)
+    point, low, high = curve_bands(curves, reps=300, rng=1)
+    assert point.shape == low.shape == high.shape == (12,)
+    assert np.all(low <= point) and np.all(point <= high) and np.all(high - low < 0.1)
+    assert np.allclose(point, [iqm(curves[..., step]) for step in range(12)])
+    assert np.allclose(curve_bands(curves, np.mean, reps=10)[0], curves.mean(axis=(0, 1)))
+
+
+def test_probability_of_improvement_is_the_mann_whitney_statistic():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 5, (7, 1)).astype(float), rng.integers(0, 5, (9, 1)).astype(float)  # many ties
+    assert probability_of_improvement(x, y) == pytest.approx(stats.mannwhitneyu(x[:, 0], y[:, 0]).statistic / 63)
+    x, y = rng.standard_normal((6, 4)), rng.standard_normal((5, 4)) + 0.5
+    per_task = [stats.mannwhitneyu(x[:, task], y[:, task]).statistic / 30 for task in range(4)]
+    assert probability_of_improvement(x, y) == pytest.approx(np.mean(per_task))
+    assert probability_of_improvement(y + 10, y) == 1.0 and probability_of_improvement(y, y + 10) == 0.0
+    assert probability_of_improvement(x, x) == 0.5
+
+
+def test_probability_of_improvement_interval():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0.6, 0.1, (10, 3)), rng.normal(0.5, 0.1, (12, 3))
+    point, low, high = probability_of_improvement_ci(x, y, reps=500, rng=0)
+    assert point == probability_of_improvement(x, y) and 0.5 < low <= point <= high <= 1
+    assert probability_of_improvement_ci(x + 1, y, reps=50) == (1.0, 1.0, 1.0)
+    with pytest.raises(ConfigError, match="like x") as error:
+        probability_of_improvement(x, y[:, :2])
+    assert error.value.field == "y"
+
+
+def test_steps_to_threshold():
+    steps = np.array([0, 100, 200, 300])
+    curves = np.array([[0.1, 0.5, 0.8, 0.9], [0.6, 0.7, 0.8, 0.9], [0.1, 0.2, 0.2, 0.3]])
+    assert steps_to_threshold(curves, steps, 0.5).tolist() == [100.0, 0.0, np.inf]
+    assert steps_to_threshold(curves[0], steps, 0.9) == 300.0  # reaching exactly counts
+    assert steps_to_threshold(curves[0], steps, 0.0) == 0.0 and steps_to_threshold(curves[0], steps, 1.0) == np.inf
+    assert steps_to_threshold(np.stack([curves, curves]), steps, 0.5).shape == (2, 3)
+    for threshold in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="pass rates") as error:
+            steps_to_threshold(curves, steps, threshold)
+        assert error.value.field == "threshold"
+
+
+def test_area_under_curve_is_the_normalised_trapezoid():
+    steps = np.array([0.0, 1.0, 3.0])
+    assert area_under_curve([1.0, 1.0, 1.0], steps) == 1.0 and area_under_curve([0, 0, 0], steps) == 0.0
+    assert area_under_curve([0.0, 1.0, 1.0], steps) == pytest.approx((0.5 + 2.0) / 3)
+    assert area_under_curve([0.0, 1.0], [10, 20]) == 0.5
+    curves = np.random.default_rng(0).uniform(size=(4, 3))
+    assert np.allclose(area_under_curve(curves, steps), np.trapezoid(curves, steps, axis=-1) / 3)
+    for bad in ([0.0], [0.0, 2.0, 1.0]):
+        with pytest.raises(ConfigError) as error:
+            area_under_curve(np.zeros(len(bad)), bad)
+        assert error.value.field == "steps"
+    with pytest.raises(ConfigError) as error:
+        area_under_curve(np.zeros(4), steps)
+    assert error.value.field == "curve"
+
+
+def test_mean_ci_is_the_student_t_interval():
+    values = np.array([0.42, 0.51, 0.47, 0.39, 0.55])
+    mean, low, high = mean_ci(values, 0.9)
+    reference = stats.t.interval(0.9, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert mean == pytest.approx(values.mean()) and (low, high) == pytest.approx(reference)
+    per_metric = mean_ci(np.column_stack([values, 2 * values]))
+    assert np.allclose(per_metric[1], [mean_ci(values)[1], mean_ci(2 * values)[1]])
+    assert mean_ci([0.3, 0.3, 0.3]) == (0.3, 0.3, 0.3)
+    one = mean_ci([0.3])
+    assert one[0] == 0.3 and np.isnan(one[1]) and np.isnan(one[2])
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: stratified_bootstrap_ci(np.ones((3, 2)), reps=0), "reps"),
+    (lambda: stratified_bootstrap_ci(np.ones((3, 2)), confidence=1.0), "confidence"),
+    (lambda: stratified_bootstrap_ci(np.ones((0, 2))), "scores"),
+    (lambda: curve_bands(np.ones((3, 2))), "curves"),
+    (lambda: probability_of_improvement(np.ones((3, 2, 2)), np.ones((3, 2))), "x"),
+    (lambda: mean_ci([]), "values"),
+    (lambda: mean_ci([1.0, 2.0], confidence=0.0), "confidence"),
+])
+def test_bad_arguments_are_config_errors(call, field):
+    with pytest.raises(ConfigError) as error:
+        call()
+    assert error.value.field == field
