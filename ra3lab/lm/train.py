@@ -1,0 +1,77 @@
+"""Next-token prediction on token sequences: the M-step's and the NTP baseline's optimiser loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from ra3lab.errors import check
+
+LOG_EVERY = 10      # steps between calls of ``log``
+CLIP = 1.0          # gradient norm clip
+
+
+def _batch(sequences, loss_mask, rows, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask, labels): LongTensor[B, T] right padded; labels -100 off the loss."""
+    width = max(len(sequences[i]) for i in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for b, i in enumerate(rows):
+        n = len(sequences[i])
+        ids[b, :n] = torch.tensor(sequences[i])
+        mask[b, :n] = 1
+        keep = torch.ones(n, dtype=torch.bool) if loss_mask is None else torch.tensor(loss_mask[i], dtype=torch.bool)
+        labels[b, :n] = torch.where(keep, ids[b, :n], -100)
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def train_ntp(model, sequences: Sequence[Sequence[int]], steps: int, batch_size: int = 16, lr: float = 3e-3,
+              warmup: int | None = None, seed: int = 0, log: Callable[[int, float], None] | None = None,
+              loss_mask: Sequence[Sequence[int]] | None = None) -> list[float]:
+    """Train ``model`` in place for ``steps`` AdamW steps; returns each step's mean token loss (nats).
+
+    Batches of ``batch_size`` sequences are drawn without replacement, epoch by epoch, in an order
+    fixed by ``seed``; right padding is ignored, as are tokens whose ``loss_mask`` entry is 0 (one
+    0/1 list per sequence, as long as it; a token is predicted from those before it, the first never).
+    The learning rate warms up linearly over ``warmup`` steps (default ``steps // 10``), then decays
+    to 0 on a cosine; gradients are clipped to norm 1. ``log(step, loss)`` is called every 10 steps
+    and at the last. The model is left in eval mode.
+    """
+    check(isinstance(steps, int) and steps >= 1, "steps", steps, "must be an integer >= 1")
+    warmup = steps // 10 if warmup is None else warmup
+    check(isinstance(batch_size, int) and batch_size >= 1, "batch_size", batch_size, "must be an integer >= 1")
+    check(lr > 0, "lr", lr, "must be > 0")
+    check(isinstance(warmup, int) and 0 <= warmup <= steps, "warmup", warmup, f"must be an integer in [0, {steps}]")
+    check(len(sequences) >= 1 and all(len(s) >= 2 for s in sequences), "sequences", len(sequences),
+          "give at least one sequence, each of at least 2 tokens")
+    check(loss_mask is None or (len(loss_mask) == len(sequences)
+                                and all(len(m) == len(s) and any(m[1:]) for m, s in zip(loss_mask, sequences))),
+          "loss_mask", None if loss_mask is None else len(loss_mask),
+          "give one 0/1 list per sequence, as long as it, with a 1 after the first token")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, steps)
+    order: list[int] = []
+    losses = []
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)                 # dropout, where a model has any
+        for step in range(1, steps + 1):
+            while len(order) < batch_size:
+                order += torch.randperm(len(sequences), generator=generator).tolist()
+            rows, order = order[:batch_size], order[batch_size:]
+            ids, mask, labels = _batch(sequences, loss_mask, rows, model.device)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if log is not None and (step % LOG_EVERY == 0 or step == steps):
+                log(step, losses[-1])
+    model.eval()
+    return losses
