@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ra3lab.bench import estep, mdp, sweep
+from ra3lab.bench import estep, mdp, reward, sweep
 
-BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run}
+BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run, "reward": reward.run}

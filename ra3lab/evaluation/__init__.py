@@ -1,0 +1,8 @@
+"""Verifiable rewards for generated code: a sandbox that runs programs, code task files, and pass@k."""
+
+from ra3lab.evaluation.passk import pass_at_k
+from ra3lab.evaluation.pool import Limits, SandboxPool, Verdict, check_completion, run_program
+from ra3lab.evaluation.tasks import humaneval_tasks, load_tasks
+
+__all__ = ["Limits", "SandboxPool", "Verdict", "check_completion", "humaneval_tasks", "load_tasks", "pass_at_k",
+           "run_program"]
