@@ -232,7 +232,7 @@ def _split(lines: list[str], max_lines: int, level: int = 0) -> list[list[str]]:
         return [lines]
     if level == 2:
         return [lines[start:start + max_lines] for start in range(0, len(lines), max_lines)]
-    starts = _statement_starts(lines) if level == 0 else [
+    starts = _top_level_starts(lines) if level == 0 else [
         i for i in range(1, len(lines)) if lines[i].strip() and not lines[i - 1].strip()]
     bounds = [0, *starts, len(lines)]
     windows: list[list[str]] = []
@@ -245,7 +245,7 @@ def _split(lines: list[str], max_lines: int, level: int = 0) -> list[list[str]]:
     return windows
 
 
-def _statement_starts(lines: list[str]) -> list[int]:
+def _top_level_starts(lines: list[str]) -> list[int]:
     """Sorted 0-based line numbers, past the first, where a top-level statement (with its decorators
     and the comment lines right above it) begins; none when the lines do not parse."""
     try:
@@ -268,3 +268,21 @@ def _trim(lines: list[str]) -> list[str]:
     """``lines`` without blank lines at either end."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
     return lines[filled[0]:filled[-1] + 1] if filled else []
+
+
+def statement_lines(lines: list[str]) -> list[bool]:
+    """Per line, whether a new statement begins on it (not blank, not a comment, not inside a string
+    or brackets): where a thought may be written before a line of real code. A snippet cut inside a
+    construct is read up to the cut."""
+    starts = [False] * len(lines)
+    expect = True      # the next significant token begins a statement
+    try:
+        for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+            if token.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+                expect = True
+            elif token.type not in (tokenize.NL, tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER) and expect:
+                starts[token.start[0] - 1] = True
+                expect = False
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return starts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
     if force:
         for stale in ("summary.json", "checkpoint.json"):
             (run.path / stale).unlink(missing_ok=True)
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)     # models saved by studies that train them
     run.reporter = reporter
     torch.manual_seed(int(config.seed))
     if config.get("threads"):

@@ -278,3 +278,15 @@ def test_bench_estep_contract():
 def test_bench_estep_bad_input(field, value):
     with pytest.raises(ConfigError, match=field):
         bench_estep(**{field: value}, progress=False)
+
+
+def test_tokenizing_a_whole_text_gives_the_line_convention_ids():
+    """Trainers that tokenize whole texts (TRL's) see exactly the ids the codec builds line by line."""
+    from ra3lab.codeworld import CodeWorld
+
+    programs = CodeWorld(comment_fraction=0.5).sample(60, seed=0)
+    tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=400)
+    codec = LineCodec(tokenizer)
+    for program in programs:
+        assert tokenizer(program.source(), add_special_tokens=False)["input_ids"] == \
+            codec.encode_lines(program.lines(), bos=False)[0]

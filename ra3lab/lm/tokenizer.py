@@ -12,13 +12,13 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ra3lab.errors import ConfigError, check
 
 SPECIAL_TOKENS = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
-VERSION = 1     # bump when training changes, so cached tokenizers of older versions are not reused
+VERSION = 2     # bump when training changes, so cached tokenizers of older versions are not reused
 
 
 def split_line(line: str) -> tuple[str, str]:
@@ -62,7 +62,10 @@ def train_tokenizer(lines: Iterable[str], vocab_size: int = 512, cache_dir: Path
 
 def _train(lines: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([       # whole texts split into the line convention's pieces,
+        pre_tokenizers.Split(Regex("\n"), behavior="merged_with_previous"),     # so tokenizer(text) == the codec's ids
+        pre_tokenizers.Split(Regex("^[ \t]+"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

@@ -1,0 +1,90 @@
+"""RA3's EM loop and its NTP twin, with one checkpoint per round so an interrupted run resumes.
+
+Round k: E-step (train q from pi, :mod:`ra3lab.ra3.estep`), infuse the corpus with q's thoughts
+(:mod:`ra3lab.ra3.infuse`), M-step (next-token prediction of pi on the infused corpus, all tokens
+in the loss, so pi learns when and what to think). Round k's pi, tokenizer and metrics are saved
+under ``<folder>/round_<k>/``; a rerun loads the last complete round and goes on from there.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ra3lab.lm import LineCodec, load_model, train_ntp
+from ra3lab.ra3.estep import Corpus, e_step
+from ra3lab.ra3.infuse import infuse
+from ra3lab.ra3.metrics import thought_stats
+from ra3lab.runs import atomic_write
+
+Progress = Callable[[str], None]
+
+
+def save_round(model, tokenizer, folder: Path, metrics: dict) -> None:
+    """Write the model and tokenizer, then ``metrics.json`` last: its presence marks the round complete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    atomic_write(folder / "metrics.json", json.dumps(metrics))
+
+
+def last_round(folder: Path) -> tuple[int, list[dict]]:
+    """(number of complete rounds, their metrics) under ``folder``."""
+    rounds = []
+    while (folder / f"round_{len(rounds)}" / "metrics.json").exists():
+        rounds.append(json.loads((folder / f"round_{len(rounds)}" / "metrics.json").read_text()))
+    return len(rounds), rounds
+
+
+def m_step(pi, codec: LineCodec, lines: list[list[str]], config: DictConfig, seed: int) -> list[float]:
+    """Next-token prediction of pi on the (infused) programs; returns the per-step losses."""
+    sequences = [codec.encode_lines(program)[0] for program in lines]
+    return train_ntp(pi, sequences, steps=config.steps_per_round, batch_size=config.batch_size, lr=config.lr,
+                     seed=seed)
+
+
+def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, folder: Path,
+        seed: int, progress: Progress) -> tuple[object, list[dict]]:
+    """K EM rounds from ``base`` (not modified); returns (pi after the last round, per-round metrics)."""
+    done, rounds = last_round(folder)
+    pi = copy.deepcopy(base) if done == 0 else load_model(folder / f"round_{done - 1}")
+    for k in range(done, config.midtrain.rounds):
+        curve = []
+
+        def log(step, metrics, k=k, curve=curve):
+            curve.append(metrics)
+            progress(f"round {k + 1}/{config.midtrain.rounds} E-step {step + 1}/{config.estep.steps}: "
+                     f"reward {metrics['reward']:.3f}/line, thought rate {metrics['rate']:.2f}")
+
+        round_seed = seed * 1000 + k
+        if config.estep.method == "rl":
+            q = e_step(pi, codec, corpus, config.estep, c, round_seed, log)
+            infused = infuse(q, codec, corpus, round_seed, config.estep.max_thought_tokens, config.estep.temperature)
+        else:                       # BoLT-style: importance resampling from pi itself, no RL
+            infused = infuse(pi, codec, corpus, round_seed, config.estep.max_thought_tokens, config.estep.temperature,
+                             method="resample", pi=pi, c=c, group_size=config.estep.group_size)
+        stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
+        progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
+        losses = m_step(pi, codec, [rollout.lines for rollout in infused], config.midtrain, round_seed)
+        metrics = {"round": k, "estep": curve, "infused": stats, "mstep_loss": losses[-1],
+                   "example": infused[0].lines}
+        save_round(pi, tokenizer, folder / f"round_{k}", metrics)
+        rounds.append(metrics)
+    return pi, rounds
+
+
+def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: DictConfig, folder: Path,
+        seed: int) -> object:
+    """Plain next-token prediction on the same corpus for as many steps as RA3's M-steps together."""
+    if (folder / "metrics.json").exists():
+        return load_model(folder)
+    pi = copy.deepcopy(base)
+    sequences = [codec.encode_lines(program)[0] for program in programs]
+    losses = train_ntp(pi, sequences, steps=config.midtrain.steps_per_round * config.midtrain.rounds,
+                       batch_size=config.midtrain.batch_size, lr=config.midtrain.lr, seed=seed)
+    save_round(pi, tokenizer, folder, {"loss": losses[-1]})
+    return pi

