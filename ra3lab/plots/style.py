@@ -1,0 +1,85 @@
+"""The paper's figure style: sizes readable at column width, one fixed colour and label per arm, atomic saving.
+
+Importing this module sets matplotlib's rcParams to :data:`RC`. Widths are in inches: :data:`COLUMN` for one
+column of a two-column paper, :data:`FULL` for the whole text width.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+COLUMN, FULL = 3.3, 6.8
+
+RC = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+    "legend.fontsize": 7, "figure.titlesize": 9, "lines.linewidth": 1.3, "lines.markersize": 4,
+    "axes.linewidth": 0.6, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+    "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 300, "image.cmap": "viridis",
+}
+plt.rcParams.update(RC)
+
+# Okabe-Ito colours (colour-blind safe); the order of ARMS is the order of legends and tables.
+ARMS = {
+    "base": ("Base", "#7F7F7F"),
+    "ntp": ("NTP", "#0072B2"),
+    "ra3": ("RA3", "#D55E00"),
+    "teacher": ("Teacher + NTP", "#E69F00"),
+    "bolt": ("BoLT", "#56B4E9"),
+    "oracle": ("Oracle", "#009E73"),
+    "random": ("Random", "#CC79A7"),
+    "measured": ("measured", "#222222"),
+    "predicted": ("predicted", "#0072B2"),
+}
+OTHER = ("#8C564B", "#17BECF", "#BCBD22", "#9467BD", "#2CA02C", "#E377C2", "#1F77B4", "#D62728", "#FF7F0E", "#393B79")
+
+
+def color(name: str) -> str:
+    """The fixed colour of arm ``name``; any other name gets one of :data:`OTHER`, the same in every run."""
+    known = ARMS.get(str(name).lower())
+    return known[1] if known else OTHER[zlib.crc32(str(name).encode()) % len(OTHER)]
+
+
+def label(name: str) -> str:
+    """The display name of arm ``name`` ("ra3" -> "RA3"); other names are shown as they are."""
+    known = ARMS.get(str(name).lower())
+    return known[0] if known else str(name)
+
+
+def order(names) -> list[str]:
+    """``names`` without repeats, the known arms first in the order of :data:`ARMS`, then the rest sorted."""
+    rank = {arm: i for i, arm in enumerate(ARMS)}
+    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(str(name).lower(), len(rank)), str(name)))
+
+
+def figure(panels: int, width: float = FULL, height: float = 2.0, ncols: int | None = None):
+    """(figure, [axes] * panels): a grid of ``ncols`` panels a row (all in one row, at most 4, by default),
+    each row ``height`` inches tall; grid cells past ``panels`` are removed."""
+    ncols = ncols or min(panels, 4)
+    nrows = math.ceil(panels / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
+    axes = list(axes.ravel())
+    for ax in axes[panels:]:
+        fig.delaxes(ax)
+    return fig, axes[:panels]
+
+
+def save(fig, folder: str | Path, name: str) -> list[Path]:
+    """Write ``fig`` as <folder>/<name>.pdf and .png (each through a temporary file and a rename), close it,
+    and return both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("pdf", "png"):
+        path = folder / f"{name}.{suffix}"
+        tmp = folder / f".{name}.{os.getpid()}.tmp.{suffix}"
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, path)
+        paths.append(path)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,167 @@
+"""Convergence tables from a long table of RL curves, rendered for the paper (LaTeX) and for reading (Markdown).
+
+The long table has one row per point of a curve: columns ``init`` (the mid-training arm: base, ntp, ra3, ...),
+``seed``, ``task_set``, ``step`` and ``value`` (a pass rate in [0, 1], e.g. held-out pass@1). A run is one
+(init, seed); every init needs a value at each of its seeds x every task set x each of its steps. Intervals
+are stratified bootstraps over seeds within each task set (:mod:`ra3lab.plots.stats`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ra3lab.errors import check, check_choice
+from ra3lab.plots import stats
+from ra3lab.plots.style import label, order
+
+COLUMNS = ("init", "seed", "task_set", "step", "value")
+MEASURES = {"auc": "AUC", "steps_to_threshold": "steps to threshold", "final": "final"}
+NEVER = 1e300  # stands for "never reached" inside the bootstrap, whose percentiles cannot interpolate inf
+
+
+def require_columns(table, columns, name: str = "table") -> None:
+    """ConfigError unless ``table`` is a non-empty DataFrame with ``columns``; a missing column is the field."""
+    check(isinstance(table, pd.DataFrame), name, type(table).__name__, "must be a pandas DataFrame")
+    for column in columns:
+        check(column in table.columns, column, "(missing column)",
+              f"{name} needs columns {', '.join(columns)}; it has {', '.join(map(str, table.columns))}")
+    check(len(table) > 0, name, "(empty)", "needs at least one row")
+
+
+def check_curves(table) -> pd.DataFrame:
+    """``table`` checked to be a long table of curves (see the module docstring)."""
+    require_columns(table, COLUMNS)
+    for column in ("step", "value"):
+        check(pd.api.types.is_numeric_dtype(table[column]), column, str(table[column].dtype), "must be numeric")
+    check(bool(np.isfinite(table["value"]).all()), "value", "(nan or inf)", "every value must be a finite number")
+    duplicated = table.duplicated(["init", "seed", "task_set", "step"])
+    check(not duplicated.any(), "step", table.loc[duplicated, "step"].iloc[0] if duplicated.any() else None,
+          "each (init, seed, task_set, step) must have one row")
+    return table
+
+
+def pick_inits(table: pd.DataFrame, chosen=None, field: str = "inits") -> list[str]:
+    """The inits to show: ``chosen`` (each one checked to be in the table) or all of them, in style order."""
+    present = order(table["init"].unique())
+    if chosen is None:
+        return present
+    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    for init in chosen:
+        check_choice(field, init, present)
+    return chosen
+
+
+def task_sets(table: pd.DataFrame) -> list:
+    return sorted(table["task_set"].unique(), key=str)
+
+
+def curve_array(table: pd.DataFrame, init: str):
+    """(steps ndarray[steps], curves ndarray[seeds, task_sets, steps]) of one init; task sets in the order of
+    :func:`task_sets`. A missing (seed, task_set, step) of that init is a ConfigError."""
+    rows = table[table["init"] == init]
+    seeds, steps = sorted(rows["seed"].unique()), np.sort(rows["step"].unique())
+    grid = pd.MultiIndex.from_product([seeds, task_sets(table), steps], names=["seed", "task_set", "step"])
+    values = rows.set_index(["seed", "task_set", "step"])["value"].reindex(grid)
+    missing = values.index[values.isna()]
+    check(len(missing) == 0, "value", f"(missing for init={init} at (seed, task_set, step) = {missing[:1].tolist()})",
+          "every init needs a value at each of its seeds x every task set x each of its steps")
+    return steps.astype(float), values.to_numpy(float).reshape(len(seeds), -1, len(steps))
+
+
+def convergence_table(table: pd.DataFrame, threshold: float, reps: int = 2000, rng: stats.Rng = 0,
+                      confidence: float = 0.95, inits=None) -> pd.DataFrame:
+    """One row per init (index ``init``): ``auc``, ``steps_to_threshold`` and ``final``, each with
+    ``<measure>_low``/``_high`` of a ``confidence`` stratified-bootstrap interval, and ``seeds``.
+
+    auc: IQM over runs x task sets of the area under each curve divided by its step range (its mean level).
+    final: IQM over runs x task sets of the value at the last step.
+    steps_to_threshold: the first step at which the IQM curve (IQM over runs x task sets at each step) is at
+    least ``threshold``; inf when it never is (a ``_high`` of inf: the threshold is missed in some draws).
+    ``inits``: the arms to tabulate, in this order (all of them, in style order, by default).
+    """
+    check_curves(table)
+    rng = np.random.default_rng(rng)
+    rows = {}
+    for init in pick_inits(table, inits):
+        steps, curves = curve_array(table, init)
+
+        def statistic(curves, steps=steps):
+            reach = stats.steps_to_threshold(stats.iqm(curves.reshape(-1, len(steps)), axis=0), steps, threshold)
+            return np.array([stats.iqm(stats.area_under_curve(curves, steps)), min(reach, NEVER),
+                             stats.iqm(curves[..., -1])])
+
+        point, low, high = (np.array(v) for v in stats.stratified_bootstrap_ci(curves, statistic, reps, confidence, rng))
+        for values in (point, low, high):
+            values[1] = np.inf if values[1] > steps[-1] else values[1]
+        rows[init] = {key: value for i, measure in enumerate(MEASURES) for key, value in
+                      ((measure, point[i]), (f"{measure}_low", low[i]), (f"{measure}_high", high[i]))}
+        rows[init]["seeds"] = len(curves)
+    result = pd.DataFrame.from_dict(rows, orient="index")
+    result.index.name = "init"
+    result.attrs["threshold"] = threshold
+    return result
+
+
+def probability_of_improvement(table: pd.DataFrame, x: str = "ra3", y: str = "ntp", measure: str = "final",
+                               reps: int = 2000, rng: stats.Rng = 0, confidence: float = 0.95):
+    """(point, low, high): P(a run of init ``x`` scores above a run of init ``y`` on the same task set), averaged
+    over task sets, with a stratified-bootstrap interval. A run's score is its ``final`` value or its ``auc``."""
+    check_curves(table)
+    check_choice("measure", measure, ("final", "auc"))
+    scores = []
+    for field, init in (("x", x), ("y", y)):
+        steps, curves = curve_array(table, pick_inits(table, init, field)[0])
+        scores.append(curves[..., -1] if measure == "final" else stats.area_under_curve(curves, steps))
+    return stats.probability_of_improvement_ci(*scores, reps=reps, confidence=confidence, rng=rng)
+
+
+def to_latex(df: pd.DataFrame, digits: int = 3) -> str:
+    """A booktabs ``tabular`` of ``df``: a row per index entry (arms by their display names), a column per
+    measure, written "point [low, high]" where ``<measure>_low``/``_high`` columns exist."""
+    header, rows = _cells(df, digits, r"$\infty$")
+    lines = [rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}", r"\toprule",
+             " & ".join(map(_escape, header)) + r" \\", r"\midrule"]
+    lines += [" & ".join([_escape(row[0]), *row[1:]]) + r" \\" for row in rows]
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """``df`` as a Markdown pipe table, cells as in :func:`to_latex`."""
+    header, rows = _cells(df, digits, "∞")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _cells(df: pd.DataFrame, digits: int, infinity: str) -> tuple[list[str], list[list[str]]]:
+    check(isinstance(df, pd.DataFrame) and len(df) > 0, "df", type(df).__name__, "must be a non-empty DataFrame")
+    bounds = {f"{c}_low" for c in df.columns} | {f"{c}_high" for c in df.columns}
+    shown = [c for c in df.columns if c not in bounds or c.rsplit("_", 1)[0] not in df.columns]
+
+    def number(value) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return str(value)
+        if math.isnan(value):
+            return "–"
+        return infinity if math.isinf(value) else f"{value:.{digits}g}"
+
+    rows = []
+    for i, name in enumerate(df.index):
+        cells = [label(name)]
+        for column in shown:
+            cell = number(df[column].iloc[i])
+            if f"{column}_low" in df.columns and f"{column}_high" in df.columns:
+                cell += f" [{number(df[f'{column}_low'].iloc[i])}, {number(df[f'{column}_high'].iloc[i])}]"
+            cells.append(cell)
+        rows.append(cells)
+    return [str(df.index.name or ""), *(MEASURES.get(c, str(c)) for c in shown)], rows
+
+
+def _escape(text: str) -> str:
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(special.get(char, char) for char in str(text))

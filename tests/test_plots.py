@@ -1,0 +1,183 @@
+"""The plotting suite's figures and tables on synthetic curves whose ordering is known by construction."""
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from ra3lab.errors import ConfigError
+from ra3lab.plots import stats
+from ra3lab.plots.curves import convergence_figure
+from ra3lab.plots.heatmap import sweep_heatmap
+from ra3lab.plots.style import ARMS, color, label, order, save
+from ra3lab.plots.tables import convergence_table, probability_of_improvement, to_latex, to_markdown
+from ra3lab.plots.theory import theory_figure
+
+CEILING = {"base": 0.4, "ntp": 0.6, "ra3": 0.8}  # ra3 > ntp > base at every step; base never reaches 0.5
+STEPS = np.arange(0, 200, 10)
+
+
+def curves_table(ceiling=CEILING, seeds=3, task_sets=("humaneval", "mbpp")) -> pd.DataFrame:
+    """Pass rates ceiling * (1 - exp(-step / 40)), shifted by 0.01 per seed and 0.02 on the second task set."""
+    rows = [{"init": init, "seed": seed, "task_set": task_set, "step": step,
+             "value": top * (1 - np.exp(-step / 40)) + 0.01 * seed + 0.02 * k}
+            for init, top in ceiling.items() for seed in range(seeds) for k, task_set in enumerate(task_sets)
+            for step in STEPS]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return curves_table()
+
+
+@pytest.fixture(scope="module")
+def summary(table):
+    return convergence_table(table, threshold=0.5, reps=300, rng=0)
+
+
+def test_the_convergence_table_ranks_the_inits_as_constructed(summary):
+    assert list(summary.index) == ["base", "ntp", "ra3"] and (summary["seeds"] == 3).all()
+    assert summary.loc["ra3", "auc"] > summary.loc["ntp", "auc"] > summary.loc["base", "auc"]
+    assert summary.loc["ra3", "final"] > summary.loc["ntp", "final"] > summary.loc["base", "final"]
+    assert summary.loc["ra3", "steps_to_threshold"] < summary.loc["ntp", "steps_to_threshold"]
+    assert summary.loc["base", "steps_to_threshold"] == np.inf  # its ceiling, 0.4 + 0.04, is below 0.5
+    for measure in ("auc", "steps_to_threshold", "final"):
+        assert (summary[f"{measure}_low"] <= summary[measure]).all()
+        assert (summary[measure] <= summary[f"{measure}_high"]).all()
+
+
+def test_the_convergence_table_measures_are_iqms_over_runs_and_task_sets(table, summary):
+    ra3 = table[table["init"] == "ra3"]
+    last = ra3[ra3["step"] == STEPS[-1]]["value"]
+    assert summary.loc["ra3", "final"] == pytest.approx(stats.iqm(last))
+    areas = ra3.groupby(["seed", "task_set"])["value"].apply(lambda v: np.trapezoid(v, STEPS) / STEPS[-1])
+    assert summary.loc["ra3", "auc"] == pytest.approx(stats.iqm(areas))
+    # ra3's IQM curve is 0.8 (1 - exp(-step / 40)) + 0.02: it first reaches 0.5 at step 40
+    assert summary.loc["ra3", "steps_to_threshold"] == 40
+    assert summary.attrs["threshold"] == 0.5
+
+
+def test_probability_of_improvement_favours_the_better_init(table):
+    point, low, high = probability_of_improvement(table, x="ra3", y="ntp", reps=300)
+    assert point == 1.0 and low > 0.5 and low <= point <= high
+    assert probability_of_improvement(table, x="ntp", y="ra3", reps=50)[0] == 0.0
+    close = curves_table({"ntp": 0.6, "ra3": 0.61})  # shifts of 0.01 per seed: ra3's runs overlap ntp's
+    point, low, high = probability_of_improvement(close, reps=300, measure="auc")
+    assert 0.5 < point < 1 and low <= point <= high
+
+
+def test_the_convergence_figure_has_a_panel_per_task_set_and_an_aggregate(table, tmp_path):
+    fig = convergence_figure(table, "held-out pass@1", threshold=0.5, reps=100)
+    assert [ax.get_title() for ax in fig.axes] == ["humaneval", "mbpp", "aggregate"]
+    for ax in fig.axes:
+        assert len(ax.lines) == 3 + 1 and len(ax.collections) == 3  # an IQM line and band per init, the threshold
+        assert ax.lines[-1].get_linestyle() == "--" and set(ax.lines[-1].get_ydata()) == {0.5}
+    first = table[(table["init"] == "ra3") & (table["task_set"] == "humaneval")]
+    expected = first.groupby("step")["value"].apply(stats.iqm).to_numpy()
+    ra3 = next(line for line in fig.axes[0].lines if line.get_label() == "RA3")
+    assert np.allclose(ra3.get_ydata(), expected) and ra3.get_color() == color("ra3")
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["Base", "NTP", "RA3", "threshold 0.5"]
+    pdf, png = save(fig, tmp_path / "figures", "convergence")
+    assert pdf.read_bytes().startswith(b"%PDF") and mpimg.imread(png).ndim == 3
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["convergence.pdf", "convergence.png"]
+
+
+def test_one_task_set_and_chosen_inits_give_one_panel(table):
+    fig = convergence_figure(table[table["task_set"] == "mbpp"], "pass@1", inits=["ra3", "ntp"], reps=50)
+    assert len(fig.axes) == 1 and [line.get_label() for line in fig.axes[0].lines] == ["RA3", "NTP"]
+
+
+def test_latex_and_markdown_tables_carry_points_and_intervals(summary):
+    latex = to_latex(summary)
+    assert latex.startswith(r"\begin{tabular}{lrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
+    assert r"steps to threshold" in latex and r"$\infty$" in latex
+    ra3 = next(line for line in latex.splitlines() if line.startswith("RA3 &"))
+    assert f"{summary.loc['ra3', 'final']:.3g} [" in ra3 and ra3.endswith(r"& 3 \\")
+    markdown = to_markdown(summary).splitlines()
+    assert len(markdown) == 2 + 3 and markdown[0] == "| init | AUC | steps to threshold | final | seeds |"
+    assert markdown[1] == "|:---|---:|---:|---:|---:|" and markdown[2].startswith("| Base | ") and "∞" in markdown[2]
+    assert to_latex(pd.DataFrame({"a_b": [1.5]}, index=["x%"])).splitlines()[2] == r" & a\_b \\"
+
+
+def test_the_heatmap_cells_are_the_seed_means(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"budget": budget, "penalty": penalty, "seed": seed, "state": "done",
+             "regret": budget / 10 + penalty + rng.normal(0, 0.1)}
+            for budget in (2, 4, 8) for penalty in (0.01, 0.05, 0.2) for seed in range(3)]
+    rows += [{"budget": 16, "penalty": 0.05, "seed": 0, "state": "pending", "regret": np.nan}]
+    aggregate = pd.DataFrame(rows)
+    fig = sweep_heatmap(aggregate, x="penalty", y="budget", value="regret")
+    ax, colorbar = fig.axes
+    cells = ax.images[0].get_array()
+    expected = aggregate.groupby(["budget", "penalty"])["regret"].mean().unstack("penalty")
+    assert cells.shape == (4, 3) and np.allclose(cells[:3], expected.to_numpy()[:3]) and cells.mask[3].all()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.05", "0.2"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["2", "4", "8", "16"]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0] == f"{expected.iloc[0, 0]:.3g}" and texts[-3:] == ["–"] * 3
+    assert colorbar.get_ylabel() == "regret (mean over runs)"
+    median = sweep_heatmap(aggregate, "penalty", "budget", "regret", reduce="median").axes[0].images[0].get_array()
+    assert np.allclose(median[:3], aggregate.groupby(["budget", "penalty"])["regret"].median().unstack().to_numpy()[:3])
+    assert all(path.exists() for path in save(fig, tmp_path, "surface"))
+
+
+def test_the_theory_figure_sets_measured_beside_predicted(tmp_path):
+    items = [
+        {"name": "pruning slope", "measured": -0.48, "low": -0.55, "high": -0.41,
+         "predicted": {"K = |Z|": -0.5, "K = |Z_eps|": -0.3}, "ylabel": "slope"},
+        {"name": "effective horizon", "x": [1, 2, 4, 8], "measured": [95, 51, 26, 13], "low": [90, 48, 24, 12],
+         "high": [99, 54, 28, 14], "predicted": [100, 50.3, 25.4, 12.9], "xscale": "log", "yscale": "log"},
+        {"name": "thought rate", "x": [0.01, 0.05, 0.2], "measured": [0.6, 0.38, 0.1], "predicted": 0.4},
+    ]
+    fig = theory_figure(items)
+    assert [ax.get_title() for ax in fig.axes] == ["pruning slope", "effective horizon", "thought rate"]
+    scalar, horizon, rate = fig.axes
+    assert [t.get_text() for t in scalar.get_xticklabels()] == ["measured", "K = |Z|", "K = |Z_eps|"]
+    assert scalar.containers[0].lines[0].get_ydata()[0] == -0.48
+    assert [line.get_ydata()[0] for line in scalar.lines if line.get_marker() == "D"] == [-0.5, -0.3]
+    predicted = next(line for line in horizon.lines if line.get_label() == "predicted")
+    assert list(predicted.get_ydata()) == [100, 50.3, 25.4, 12.9] and horizon.get_xscale() == "log"
+    assert [t.get_text() for t in horizon.get_xticklabels()] == ["1", "2", "4", "8"]
+    assert [t.get_text() for t in horizon.get_legend().get_texts()] == ["measured", "predicted"]
+    assert list(next(line for line in rate.lines if line.get_label() == "predicted").get_ydata()) == [0.4] * 3
+    assert all(path.stat().st_size > 0 for path in save(fig, tmp_path, "theory"))
+
+
+def test_arms_keep_their_colours_and_order():
+    assert len({color(arm) for arm in ("base", "ntp", "ra3", "oracle", "random")}) == 5
+    assert color("RA3") == color("ra3") == ARMS["ra3"][1] and label("ra3") == "RA3"
+    assert color("my-arm") == color("my-arm") and label("my-arm") == "my-arm"
+    assert order(["zeta", "ra3", "random", "base", "ra3"]) == ["base", "ra3", "random", "zeta"]
+
+
+@pytest.mark.parametrize("column", ["init", "seed", "task_set", "step", "value"])
+def test_a_missing_column_is_named(table, column):
+    with pytest.raises(ConfigError) as error:
+        convergence_table(table.drop(columns=column), threshold=0.5)
+    assert error.value.field == column
+
+
+def test_bad_tables_and_names_are_config_errors(table):
+    def field(function, *args, **kwargs):
+        with pytest.raises(ConfigError) as error:
+            function(*args, **kwargs)
+        return error.value.field
+
+    assert field(convergence_figure, table.iloc[:0], "pass@1") == "table"
+    assert field(convergence_figure, table, "pass@1", inits=["ra3", "oracle"]) == "inits"
+    assert field(probability_of_improvement, table, x="teacher") == "x"
+    assert field(probability_of_improvement, table, y="bolt") == "y"
+    assert field(probability_of_improvement, table, measure="median") == "measure"
+    assert field(convergence_table, table.drop(index=5), threshold=0.5) == "value"  # a seed lacks one step
+    assert field(convergence_table, pd.concat([table, table.iloc[:1]]), threshold=0.5) == "step"
+    assert field(convergence_table, table.assign(value=table["value"].where(table.index != 3)), 0.5) == "value"
+    assert field(convergence_table, table, threshold=50) == "threshold"
+    aggregate = pd.DataFrame({"budget": [2, 4], "penalty": [0.1, 0.1], "regret": [1.0, 2.0]})
+    assert field(sweep_heatmap, aggregate, "penalty", "budget", "return") == "return"
+    assert field(sweep_heatmap, aggregate, "penalty", "budget", "regret", reduce="max") == "reduce"
+    assert field(sweep_heatmap, aggregate.assign(regret=None), "penalty", "budget", "regret") == "regret"
+    assert field(theory_figure, []) == "items"
+    assert field(theory_figure, [{"name": "a", "measured": 1.0}]) == "items[0].predicted"
+    assert field(theory_figure, [{"name": "a", "measured": 1.0, "predicted": 1, "colour": "red"}]) == "items[0].colour"
+    assert field(theory_figure, [{"name": "a", "measured": [1, 2], "predicted": [1, 2, 3]}]) == "items[0].predicted"
