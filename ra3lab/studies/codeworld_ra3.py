@@ -97,7 +97,8 @@ def run(config: DictConfig, run) -> dict:
         rows = run.map(one_arm, arms, "CodeWorld arms", "eval")
     by_arm = {row["arm"]: row for row in rows}
     figures = draw(run, by_arm, list(config.cs), random_placement)
-    return {"arms": by_arm, "random_placement": random_placement,
+    boundary_rate = sum(map(len, train.truth)) / sum(map(sum, train.decisions))
+    return {"arms": by_arm, "random_placement": random_placement, "boundary_rate": boundary_rate,
             "predictions": predictions(by_arm, list(config.cs), random_placement),
             "figures": [str(path) for path in figures]}
 

@@ -51,7 +51,7 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     if (folder / "metrics.json").exists():
         return load_model(folder)
     model = build_model(tokenizer, **config.model, seed=config.seed)
-    sequences = [codec.encode_lines(lines)[0] for lines in programs]
+    sequences = [codec.encode_lines(lines)[0][:config.model.get("max_positions", 1024)] for lines in programs]
     say(f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for {config.pretrain.steps} steps")
     losses = train_ntp(model, sequences, steps=config.pretrain.steps, batch_size=config.pretrain.batch_size,
                        lr=config.pretrain.lr, seed=config.seed,

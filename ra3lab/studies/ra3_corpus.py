@@ -31,7 +31,12 @@ def corpus_path(config: DictConfig) -> Path:
 
 
 def tasks_of(config: DictConfig) -> list[dict]:
-    tasks = humaneval_tasks() if config.eval.tasks == "humaneval" else load_tasks(config.eval.tasks)
+    if config.eval.tasks == "humaneval":
+        tasks = humaneval_tasks()
+    else:
+        check(Path(config.eval.tasks).is_file(), "eval.tasks", config.eval.tasks,
+              "give humaneval or the path of a HumanEval-format JSONL task file")
+        tasks = load_tasks(config.eval.tasks)
     return tasks if config.eval.limit is None else tasks[: config.eval.limit]
 
 
@@ -50,7 +55,8 @@ def validate(config: DictConfig) -> None:
 
 
 def split_corpus(config: DictConfig) -> tuple[list[list[str]], Corpus, Corpus]:
-    """(whole programs for pre-training, training snippets, held-out snippets from other files)."""
+    """(snippets with their comments for pre-training a tiny model, training snippets, held-out snippets
+    from other files)."""
     programs, stats = load_corpus(corpus_path(config), field=config.corpus.field, max_files=config.corpus.max_files)
     say(f"corpus: {stats.describe()}")
     cut = max(1, len(programs) // 10)                  # held-out snippets come from the last tenth of the files
@@ -63,7 +69,8 @@ def split_corpus(config: DictConfig) -> tuple[list[list[str]], Corpus, Corpus]:
         decisions = [[line > 0 and start for line, start in enumerate(statement_lines(chunk))] for chunk in chunks]
         return Corpus(chunks, decisions)
 
-    return programs[:-cut], as_corpus(train), as_corpus(held)
+    pretrain = snippets(programs[:-cut], max_lines=config.corpus.snippet_lines, seed=config.seed + 1)
+    return pretrain, as_corpus(train), as_corpus(held)
 
 
 def base_of(config: DictConfig, programs: list[list[str]], folder: Path):

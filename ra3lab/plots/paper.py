@@ -1,0 +1,83 @@
+"""The appendix's figures and tables, built from stored runs (``ra3lab plot <kind>``).
+
+- ``convergence``: RLVR curves (a ``curves.csv`` of ``init, seed, task_set, step, value``) as IQM
+  curves with bootstrap bands, plus the convergence table in Markdown and LaTeX;
+- ``theory``: theory next to practice from the theory experiments' and the CodeWorld study's
+  summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
+  tau, and RA3's thought rate against the penalty c;
+- ``heatmap``: a sweep's aggregate table as a (x, y) surface of one value, seeds averaged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ra3lab.errors import check
+from ra3lab.plots import style
+from ra3lab.plots.curves import convergence_figure
+from ra3lab.plots.heatmap import sweep_heatmap
+from ra3lab.plots.tables import convergence_table, to_latex, to_markdown
+from ra3lab.plots.theory import theory_figure
+
+
+def latest_summary(runs: Path, experiment: str) -> dict | None:
+    """The newest finished run of ``experiment`` under ``runs``, or None."""
+    summaries = sorted((runs / experiment).glob("*/summary.json"), key=lambda path: path.stat().st_mtime)
+    return json.loads(summaries[-1].read_text()) if summaries else None
+
+
+def convergence(source: Path, out: Path, threshold: float = 0.5, reps: int = 2000) -> dict:
+    """Figure and tables from ``source``: a curves.csv or a run directory holding one."""
+    path = source / "curves.csv" if source.is_dir() else source
+    check(path.is_file(), "source", str(source), "give a curves.csv or a codeworld_rlvr run directory holding one")
+    table = pd.read_csv(path)
+    summary = convergence_table(table, threshold, reps=reps)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "convergence.md").write_text(to_markdown(summary))
+    (out / "convergence.tex").write_text(to_latex(summary))
+    figures = style.save(convergence_figure(table, "held-out pass@1", threshold=threshold), out, "convergence")
+    return {"figures": [str(p) for p in figures], "tables": [str(out / "convergence.md"), str(out / "convergence.tex")]}
+
+
+def theory_items(runs: Path) -> list[dict]:
+    """Panels for every theory and practice quantity that has a stored run."""
+    items = []
+    t2 = latest_summary(runs, "t2_pruning")
+    if t2:
+        for knob, label in (("n_options", "|Z|"), ("n_eps", "|Z_eps|"), ("sigma", "sigma")):
+            fit = t2["thm_3_5_slopes"][knob]
+            items.append({"name": f"Thm 3.5: slope vs {label}", "measured": fit["slope"], "low": fit["low"],
+                          "high": fit["high"], "ylabel": "log-log slope of |D_E|",
+                          "predicted": {"K=|Z|": fit["predicted_full"], "K=|Z_eps|": fit["predicted_eps"]}})
+    t3 = latest_summary(runs, "t3_horizon")
+    if t3:
+        gamma = max(row["gamma"] for row in t3["settings"])
+        rows = sorted((row for row in t3["settings"] if row["gamma"] == gamma), key=lambda row: row["tau"])
+        items.append({"name": f"Thm 3.6 (gamma {gamma:g})", "x": [row["tau"] for row in rows], "xlabel": "tau",
+                      "measured": [row["policy_sweeps"] for row in rows], "ylabel": "sweeps to eps-optimal",
+                      "predicted": {"bound": [row["bound"] for row in rows]}, "xscale": "log", "yscale": "log"})
+    codeworld = latest_summary(runs, "codeworld_ra3")
+    if codeworld:
+        ra3 = sorted((float(arm.removeprefix("ra3_c")), row) for arm, row in codeworld["arms"].items()
+                     if arm.startswith("ra3_c"))
+        items.append({"name": "RA3 thought rate", "x": [c for c, _ in ra3], "xlabel": "penalty c", "xscale": "log",
+                      "measured": [row["infused_rate"] for _, row in ra3], "ylabel": "thoughts per line",
+                      "predicted": {"intent boundaries": [codeworld["boundary_rate"]] * len(ra3)}})
+    check(items, "runs", str(runs), "no theory or CodeWorld runs yet: run `ra3lab theory check` or "
+                                    "`ra3lab run codeworld_ra3` first")
+    return items
+
+
+def theory(runs: Path, out: Path) -> dict:
+    figures = style.save(theory_figure(theory_items(runs)), out, "theory_vs_practice")
+    return {"figures": [str(p) for p in figures]}
+
+
+def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str) -> dict:
+    from ra3lab.sweep.aggregate import load_aggregate
+
+    figures = style.save(sweep_heatmap(load_aggregate(sweep_dir), x, y, value), out, f"heatmap_{sweep_dir.parent.name}")
+    return {"figures": [str(p) for p in figures]}

@@ -1,0 +1,69 @@
+"""The mid-training studies end to end at a tiny scale through the command line: CodeWorld (base, NTP,
+references, RA3) and the real-corpus path (the standard library as corpus, HumanEval as tasks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ra3lab.cli import main
+
+TINY = ["model.hidden=32", "model.layers=2", "model.heads=2", "pretrain.steps=30", "pretrain.batch_size=8",
+        "midtrain.rounds=1", "midtrain.steps_per_round=4", "midtrain.batch_size=4", "estep.steps=2",
+        "estep.snippets_per_step=2", "estep.group_size=2", "estep.max_thought_tokens=4", "eval.elbo_samples=1",
+        "eval.max_new_tokens=32", "cs=[0.05]"]
+CODEWORLD = ["data.pretrain=40", "data.midtrain=8", "data.heldout=4", "tokenizer.vocab_size=300",
+             "references=[ntp,random]", *TINY]
+CORPUS = ["corpus.max_files=24", "corpus.train_snippets=8", "corpus.heldout_snippets=3", "corpus.snippet_lines=12",
+          "tokenizer.vocab_size=300", "eval.limit=2", "eval.n=2", "eval.k=[1,2]", *TINY]
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
+    assert main(["run", "codeworld_ra3", *CODEWORLD, "--json"]) == 0
+    summary = last_json(capsys)
+    arms = summary["arms"]
+    assert list(arms) == ["base", "ntp", "random", "ra3_c0.05"]
+    for row in arms.values():
+        assert 0 < row["nll_plain"] and 0 < row["nll_elbo"] and 0 <= row["pass@1"] <= 1
+        assert 0 <= row["thought_rate"] <= 1 and 0 <= row["thought_boundary_f1"] <= 1
+    assert {"infused_rate", "infused_boundary_f1", "estep_reward_first", "estep_reward_last"} <= set(arms["ra3_c0.05"])
+    assert 0 < summary["random_placement"]["boundary_recall"] < 1
+    assert set(summary["predictions"]) == {"ra3_elbo_nll_below_ntp_nll", "ra3_boundary_f1_above_random_placement",
+                                           "thought_rate_falls_with_c"}
+    run_dir = Path(summary["figures"][0]).parents[1]
+    for arm in ("base", "ntp", "random", "ra3_c0.05/round_0"):
+        assert (run_dir / "checkpoints" / arm / "config.json").exists()
+    assert all(Path(path).exists() for path in summary["figures"])
+
+
+@pytest.mark.slow
+def test_real_corpus_study_runs_on_the_standard_library_and_humaneval(capsys):
+    assert main(["run", "ra3_corpus", *CORPUS, "--json"]) == 0
+    summary = last_json(capsys)
+    assert summary["tasks"] == 2 and summary["corpus"] == {"train_snippets": 8, "heldout_snippets": 3}
+    for row in summary["arms"].values():
+        assert 0 <= row["pass@1/humaneval"] <= row["pass@2/humaneval"] <= 1 and row["nll_plain"] > 0
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("cs=[-0.1]", "cs"), ("estep.group_size=1", "estep.group_size"), ("estep.max_thought_tokens=0",
+                                                                       "estep.max_thought_tokens"),
+    ("estep.baseline=mean", "estep.baseline"), ("references=[teacher]", "references")])
+def test_bad_method_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
+    assert main(["run", "codeworld_ra3", override, "--json"]) == 2
+    assert last_json(capsys)["field"] == field
+    assert not isolated_runs.exists()
+
+
+@pytest.mark.parametrize(("override", "field"), [
+    ("corpus.path=/nonexistent/corpus", "corpus.path"), ("eval.k=[1,4]", "eval.k"),
+    ("eval.tasks=/nonexistent/tasks.jsonl", "eval.tasks")])
+def test_bad_corpus_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
+    assert main(["run", "ra3_corpus", override, "--json"]) == 2
+    assert last_json(capsys)["field"] == field
