@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The whole chain at quick scale (theory check, CodeWorld mid-training, RLVR, figures); rerun to resume.
 demo: setup
-	$(BIN)/ra3lab theory check --quick
+	$(BIN)/ra3lab demo
 
 # Two workers; the SLURM tests (xdist_group "slurm") run one after another on one of them.
 test: setup

@@ -7,6 +7,10 @@
     ra3lab status <sweep-dir | sweep> [--json]
     ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME] [--trials N] [--json]
     ra3lab bench <name> [key=value ...] [--json]
+    ra3lab demo [--full] [--json]
+    ra3lab plot convergence <run-dir | curves.csv> [threshold=T] [--out DIR]
+    ra3lab plot theory [--out DIR]
+    ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN [--out DIR]
     ra3lab list
 
 With ``--json`` the last line of stdout is exactly one JSON object: the command's summary.
@@ -127,6 +131,34 @@ def cmd_tune(args) -> dict:
                 trials=args.trials, timeout_s=args.timeout)
 
 
+def cmd_demo(args) -> dict:
+    from pathlib import Path
+
+    from ra3lab.demo import demo
+
+    return demo(quick=not args.full, out=Path(args.out))
+
+
+def cmd_plot(args) -> dict:
+    from pathlib import Path
+
+    from ra3lab.execute import runs_root
+    from ra3lab.plots import paper
+
+    params = {key: yaml.safe_load(value) for key, value in (p.split("=", 1) for p in args.params)}
+    out = Path(args.out)
+    if args.kind == "theory":
+        return paper.theory(runs_root(), out)
+    if args.source is None:
+        raise ConfigError("source", None, f"`ra3lab plot {args.kind}` needs a run directory, file or sweep")
+    if args.kind == "convergence":
+        return paper.convergence(Path(args.source), out, **params)
+    for key in ("x", "y", "value"):
+        if key not in params:
+            raise ConfigError(key, None, "`ra3lab plot heatmap <sweep>` needs x=KEY y=KEY value=COLUMN")
+    return paper.heatmap(find_sweep_dir(args.source), out, params["x"], params["y"], params["value"])
+
+
 def cmd_list(args) -> dict:
     from ra3lab.sweep.space import space_names
     from ra3lab.sweep.spec import sweep_names
@@ -182,6 +214,16 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only)")
     tune.add_argument("--trials", type=int, help="the study's target of finished trials (default: the space's trials)")
     tune.add_argument("--timeout", type=float, help="stop waiting for the workers after this many seconds")
+
+    demo = add("demo", cmd_demo, "the whole chain: theory check, CodeWorld mid-training, RLVR, figures (resumable)")
+    demo.add_argument("--full", action="store_true", help="full scale instead of every experiment's quick profile")
+    demo.add_argument("--out", default="paper/figures", help="folder for the figures")
+
+    plot = add("plot", cmd_plot, "draw the appendix's figures and tables from stored runs")
+    plot.add_argument("kind", choices=["convergence", "theory", "heatmap"])
+    plot.add_argument("source", nargs="?", help="convergence: a codeworld_rlvr run dir or curves.csv; heatmap: a sweep")
+    plot.add_argument("params", nargs="*", help="key=value: threshold=0.5 (convergence); x=, y=, value= (heatmap)")
+    plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")
 
     add("list", cmd_list, "list experiments, environments, sweeps and search spaces")
     return top

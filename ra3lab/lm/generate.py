@@ -36,13 +36,13 @@ def cut(completion: str, stop: Sequence[str] = STOP) -> str:
     return text[1: min(ends)] if ends else completion
 
 
-def _prompt_ids(codec: LineCodec, prompts: Sequence[str]) -> list[list[int]]:
+def prompt_ids(codec: LineCodec, prompts: Sequence[str]) -> list[list[int]]:
     for prompt in prompts:
         check(prompt.endswith("\n"), "prompts", prompt[-80:], "each prompt must end with a newline")
     return [codec.encode_lines(prompt[:-1].split("\n"))[0] for prompt in prompts]
 
 
-class _StopWhenCut(StoppingCriteria):
+class StopWhenCut(StoppingCriteria):
     """Per row: done once its new text would be cut (a stop string or the end of the body is out)."""
 
     def __init__(self, codec: LineCodec, start: int, stop: Sequence[str]):
@@ -64,7 +64,7 @@ class HFGenerator:
         """One completion per prompt: greedy at temperature 0, else sampled from the softmax at
         ``temperature`` (top-k and top-p of the model's generation config off), reproducibly per seed."""
         check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
-        rows = _prompt_ids(self.codec, prompts)
+        rows = prompt_ids(self.codec, prompts)
         width = max(len(row) for row in rows)
         ids = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -78,7 +78,7 @@ class HFGenerator:
             out = self.model.generate(
                 input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                 max_new_tokens=max_new_tokens, pad_token_id=self.codec.pad_id, eos_token_id=self.codec.eos_id,
-                stopping_criteria=StoppingCriteriaList([_StopWhenCut(self.codec, width, stop)]), **sampling)
+                stopping_criteria=StoppingCriteriaList([StopWhenCut(self.codec, width, stop)]), **sampling)
         return [cut(self.codec.decode(row[width:].tolist()), stop) for row in out]
 
 
@@ -102,6 +102,6 @@ class VLLMGenerator:
         """As :meth:`HFGenerator.complete`."""
         params = self.vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed,
                                           stop=list(stop), include_stop_str_in_output=True)
-        outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in _prompt_ids(self.codec, prompts)],
+        outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids(self.codec, prompts)],
                                        params)
         return [cut(output.outputs[0].text, stop) for output in outputs]

@@ -1,0 +1,193 @@
+"""ra3lab.rlvr on a tiny CodeWorld model: the unit-test reward, the rollout's end of a completion, a short GRPO
+run's metrics, resuming from a checkpoint as if never stopped, and the bad inputs caught before training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import DistilBertConfig, DistilBertModel
+
+from ra3lab.codeworld import CodeWorld
+from ra3lab.errors import ConfigError
+from ra3lab.evaluation import Limits, SandboxPool
+from ra3lab.lm import LineCodec, build_model, load_model, load_tokenizer, train_ntp, train_tokenizer
+from ra3lab.rlvr import RLVRConfig, train_rlvr, unit_test_reward
+from ra3lab.rlvr.callbacks import TRL_METRICS
+from ra3lab.rlvr.grpo import through_body_end
+
+STEP_METRICS = {*TRL_METRICS.values(), "rlvr/generation_s", "rlvr/update_s"}
+SMALL = {"group_size": 4, "prompts_per_step": 2, "lr": 1e-4, "temperature": 0.7, "max_new_tokens": 40, "timeout_s": 5.0}
+
+
+class Stop(Exception):
+    """Raised from ``log`` to interrupt a run, as a killed job would be."""
+
+
+@pytest.fixture(scope="module")
+def world() -> CodeWorld:
+    return CodeWorld(n_skills=4, skills_per_program=(1, 2), lines_per_skill=(2, 3), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(world):
+    programs = world.sample(200, "train", seed=0)
+    return train_tokenizer([line for program in programs for line in program.lines()], vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(world, tokenizer, tmp_path_factory) -> Path:
+    """A tiny Llama pre-trained on CodeWorld programs (each ending in eos), so that some samples pass."""
+    codec = LineCodec(tokenizer)
+    sequences = [codec.encode_lines(program.lines(comments=False))[0] + [codec.eos_id]
+                 for program in world.sample(200, "train", seed=0)]
+    model = build_model(tokenizer, hidden=64, layers=2, heads=4)
+    train_ntp(model, sequences, steps=150, batch_size=16, lr=3e-3)
+    path = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(workers=2) as pool:
+        yield pool
+
+
+@pytest.fixture(scope="module")
+def tasks(world) -> dict[str, list[dict]]:
+    return {"train": world.tasks(16, "train", seed=1), "heldout": world.tasks(8, "heldout", seed=1)}
+
+
+# --- the reward and the end of a completion --------------------------------------------------------------------
+
+def test_reward_is_one_for_canonical_solutions_and_zero_for_wrong_ones(tasks, pool):
+    train = tasks["train"]
+    reward = unit_test_reward(pool, {task["task_id"]: task for task in train}, Limits(wall_s=1.0, cpu_s=1.0))
+    ids = [task["task_id"] for task in train]
+    prompts = [task["prompt"] for task in train]
+    canonical = [task["canonical_solution"] for task in train]
+    logged = []
+    assert reward(prompts, canonical, task_id=ids, log_metric=lambda name, value: logged.append(name)) == [1.0] * 16
+    assert logged == ["reward_s"]
+    # what follows the body is cut off before the tests run
+    trailing = [text + "def g(xs):\n    raise ValueError\n" for text in canonical]
+    assert reward(prompts, trailing, task_id=ids) == [1.0] * 16
+    wrong = ["    return None\n", "    return xs +\n", "    while True:\n        pass\n",
+             "    import sys; sys.exit(0)\n"]
+    assert reward(prompts[:4], wrong, task_id=ids[:4]) == [0.0] * 4
+    shifted = canonical[1:] + canonical[:1]     # each task gets another task's solution
+    assert sum(reward(prompts, shifted, task_id=ids)) < 16
+    with pytest.raises(ConfigError) as error:
+        reward(prompts[:1], canonical[:1], task_id=["CodeWorld/nowhere"])
+    assert error.value.field == "task_id"
+
+
+def test_a_completion_keeps_the_token_that_ends_the_body(tokenizer):
+    codec = LineCodec(tokenizer)
+    body = codec.encode_lines(["    xs = sorted(xs)", "    return xs"], bos=False)[0]
+    after = codec.encode_lines(["def g(xs):"], bos=False)[0]
+    assert through_body_end(codec, body + after + [codec.pad_id] * 3) == body + after[:1]
+    assert through_body_end(codec, body + [codec.eos_id, codec.pad_id, codec.pad_id]) == body + [codec.eos_id]
+    assert through_body_end(codec, body) == body     # ran out of tokens: kept whole
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+def test_a_short_run_logs_every_metric_with_finite_values(checkpoint, tokenizer, tasks, pool, tmp_path):
+    config = RLVRConfig(steps=3, beta=0.04, eval_every=2, save_every=2, **SMALL)
+    rows = []
+    result = train_rlvr(checkpoint, tasks["train"], tasks, config, tmp_path, pool, log=lambda s, m: rows.append((s, m)))
+    assert [step for step, _ in rows] == [0, 1, 2, 3]
+    evals = {"eval/pass@1/train", "eval/pass@1/heldout"}
+    for step, metrics in rows:
+        expected = (STEP_METRICS if step else set()) | (evals if step in (0, 2, 3) else set())
+        assert set(metrics) == expected, step
+        assert all(math.isfinite(value) for value in metrics.values()), metrics
+    step = rows[1][1]
+    assert 0 <= step["rlvr/reward_mean"] <= 1 and 0 <= step["rlvr/zero_std_fraction"] <= 1
+    assert step["rlvr/generation_s"] > 0 and step["rlvr/update_s"] > 0 and step["rlvr/completion_length"] >= 1
+    assert result["steps"] == 3 and result["history"] == [{"step": s, **m} for s, m in rows]
+    assert result["eval/pass@1/heldout"] == rows[-1][1]["eval/pass@1/heldout"]
+    final = load_model(result["model_dir"])
+    assert final.config.vocab_size == len(tokenizer) and final.config.use_cache
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    # the same output_dir with another config is another run
+    with pytest.raises(ConfigError) as error:
+        train_rlvr(checkpoint, tasks["train"], tasks, RLVRConfig(steps=4, **SMALL), tmp_path, pool)
+    assert error.value.field == "output_dir" and "config" in error.value.valid
+
+
+def test_a_resumed_run_reaches_the_state_of_an_uninterrupted_one(checkpoint, tasks, pool, tmp_path):
+    config = RLVRConfig(steps=4, beta=0.04, eval_every=2, save_every=2, seed=3, **SMALL)
+    whole = train_rlvr(checkpoint, tasks["train"], tasks["heldout"], config, tmp_path / "whole", pool)
+
+    def stop_at_3(step, metrics):       # after checkpoint-2, during step 3, as a kill would
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_rlvr(checkpoint, tasks["train"], tasks["heldout"], config, tmp_path / "resumed", pool, log=stop_at_3)
+    assert not (tmp_path / "resumed" / "final").exists()
+    steps = []
+    resumed = train_rlvr(checkpoint, tasks["train"], tasks["heldout"], config, tmp_path / "resumed", pool,
+                         log=lambda step, metrics: steps.append(step))
+    assert steps == [3, 4]
+
+    def measured(history):      # everything but the wall times
+        return [{key: value for key, value in row.items() if not key.endswith("_s")} for row in history]
+
+    assert measured(resumed["history"]) == measured(whole["history"])
+    assert [row["rlvr/reward_std"] for row in whole["history"][1:]] != [0.0] * 4, "no step had a learning signal"
+    a, b = load_model(whole["model_dir"]).state_dict(), load_model(resumed["model_dir"]).state_dict()
+    start = load_model(checkpoint).state_dict()
+    assert any(not torch.equal(a[name], start[name]) for name in a), "training did not move the weights"
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6)
+
+
+# --- bad input, caught before training -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("group_size", 1), ("prompts_per_step", 0), ("lr", 0.0),
+                                          ("beta", -0.1), ("temperature", 0.0), ("max_new_tokens", 0),
+                                          ("eval_every", 0), ("save_every", 1.5), ("seed", "0"),
+                                          ("timeout_s", float("nan"))])
+def test_bad_config_values(field, value):
+    with pytest.raises(ConfigError) as error:
+        RLVRConfig(**{field: value})
+    assert error.value.field == field
+
+
+def test_bad_checkpoints_tasks_and_tokenizers(checkpoint, tasks, pool, tmp_path):
+    config = RLVRConfig(steps=1, **SMALL)
+    train, heldout = tasks["train"], tasks["heldout"]
+
+    def field_of(*args, **kwargs) -> str:
+        with pytest.raises(ConfigError) as error:
+            train_rlvr(*args, **kwargs)
+        return error.value.field
+
+    out = tmp_path / "out"
+    assert field_of(tmp_path / "missing", train, heldout, config, out, pool) == "model"
+    encoder = tmp_path / "encoder"      # a model, but not a causal LM
+    encoder_config = DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
+    DistilBertModel(encoder_config).save_pretrained(encoder)
+    assert field_of(encoder, train, heldout, config, out, pool) == "model"
+    mismatched = tmp_path / "mismatched"    # the model with a tokenizer of more tokens than it embeds
+    load_model(checkpoint).save_pretrained(mismatched)
+    larger = load_tokenizer(checkpoint)
+    larger.add_tokens([f"<extra_{i}>" for i in range(8)])
+    larger.save_pretrained(mismatched)
+    assert field_of(mismatched, train, heldout, config, out, pool) == "tokenizer"
+    no_test = [{key: value for key, value in task.items() if key != "test"} for task in train]
+    assert field_of(checkpoint, no_test, heldout, config, out, pool) == "train_tasks[0].test"
+    unterminated = [{**heldout[0], "prompt": heldout[0]["prompt"].rstrip("\n")}]
+    assert field_of(checkpoint, train, unterminated, config, out, pool) == "eval_tasks['heldout'][0].prompt"
+    assert field_of(checkpoint, train + train[:1], heldout, config, out, pool) == "train_tasks[16].task_id"
+    assert field_of(checkpoint, [], heldout, config, out, pool) == "train_tasks"
+    assert field_of(checkpoint, train, {}, config, out, pool) == "eval_tasks"
+    assert field_of(checkpoint, train, heldout, {"steps": 1}, out, pool) == "config"
+    assert not out.exists()     # nothing was started
