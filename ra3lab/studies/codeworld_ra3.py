@@ -26,7 +26,7 @@ from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll, pass_at_1
 from ra3lab.ra3.metrics import boundary_scores
 from ra3lab.studies.common import figure
-from ra3lab.studies.midtraining import arm_model, arm_names, pretrained_base, say, validate_method
+from ra3lab.studies.midtraining import arm_model, arm_names, log_estep_curves, pretrained_base, say, validate_method
 
 REFERENCES = ("ntp", "oracle", "random")
 HEADER = 2      # def line + docstring: context, no thought before them
@@ -95,6 +95,7 @@ def run(config: DictConfig, run) -> dict:
             return {"arm": arm, **result}
 
         rows = run.map(one_arm, arms, "CodeWorld arms", "eval")
+    log_estep_curves(run, arms, checkpoints)
     by_arm = {row["arm"]: row for row in rows}
     figures = draw(run, by_arm, list(config.cs), random_placement)
     boundary_rate = sum(map(len, train.truth)) / sum(map(sum, train.decisions))

@@ -75,3 +75,20 @@ def arm_model(arm: str, base, tokenizer, codec: LineCodec, train: Corpus, refere
     return model, {"estep_reward_first": curve[0]["reward"] if curve else None,
                    "estep_reward_last": curve[-1]["reward"] if curve else None,
                    **{f"infused_{key}": value for key, value in rounds[-1]["infused"].items()}}
+
+
+def log_estep_curves(run, arms: list[str], checkpoints: Path) -> None:
+    """Append every RA3 arm's E-step curves to metrics.jsonl: one line per E-step step, in the
+    namespace ``estep/reward``, ``estep/loss``, ``rationale/rate``, ``rationale/length`` and, on
+    CodeWorld, ``rationale/boundary_precision|recall|f1``; ``arm`` and ``round`` say where from."""
+    step = 0
+    for arm in arms:
+        if not arm.startswith("ra3_c"):
+            continue
+        _, rounds = em.last_round(checkpoints / arm)
+        for metrics in rounds:
+            for point in metrics["estep"]:
+                run.log(step, arm=arm, round=metrics["round"],
+                        **{f"{'estep' if key in ('reward', 'loss') else 'rationale'}/{key}": value
+                           for key, value in point.items()})
+                step += 1

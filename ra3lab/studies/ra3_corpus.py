@@ -23,7 +23,7 @@ from ra3lab.execute import runs_root
 from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
-from ra3lab.studies.midtraining import arm_model, arm_names, pretrained_base, say, validate_method
+from ra3lab.studies.midtraining import arm_model, arm_names, log_estep_curves, pretrained_base, say, validate_method
 
 
 def corpus_path(config: DictConfig) -> Path:
@@ -125,5 +125,6 @@ def run(config: DictConfig, run) -> dict:
             return {"arm": arm, **result}
 
         rows = run.map(one_arm, arms, "arms", "eval")
+    log_estep_curves(run, arms, checkpoints)
     return {"arms": {row["arm"]: row for row in rows}, "tasks": len(tasks),
             "corpus": {"train_snippets": len(train.snippets), "heldout_snippets": len(held.snippets)}}
