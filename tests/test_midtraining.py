@@ -40,6 +40,10 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
     for arm in ("base", "ntp", "random", "ra3_c0.05/round_0"):
         assert (run_dir / "checkpoints" / arm / "config.json").exists()
     assert all(Path(path).exists() for path in summary["figures"])
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    estep = [line for line in lines if "estep/reward" in line]
+    assert len(estep) == 2 and {"rationale/rate", "rationale/boundary_f1", "arm", "round"} <= set(estep[0])
+    assert [line["eval/arm"] for line in lines if "eval/arm" in line] == list(arms)
 
 
 @pytest.mark.slow
