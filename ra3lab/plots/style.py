@@ -39,14 +39,22 @@ ARMS = {
 OTHER = ("#8C564B", "#17BECF", "#BCBD22", "#9467BD", "#2CA02C", "#E377C2", "#1F77B4", "#D62728", "#FF7F0E", "#393B79")
 
 
+def _arm(name) -> str:
+    """The arm family of a name: RA3 arms are named ``ra3_c<c>`` by the studies."""
+    name = str(name).lower()
+    return "ra3" if name.startswith("ra3_c") else name
+
+
 def color(name: str) -> str:
     """The fixed colour of arm ``name``; any other name gets one of :data:`OTHER`, the same in every run."""
-    known = ARMS.get(str(name).lower())
+    known = ARMS.get(_arm(name))
     return known[1] if known else OTHER[zlib.crc32(str(name).encode()) % len(OTHER)]
 
 
 def label(name: str) -> str:
-    """The display name of arm ``name`` ("ra3" -> "RA3"); other names are shown as they are."""
+    """The display name of arm ``name`` ("ra3" -> "RA3", "ra3_c0.05" -> "RA3 (c=0.05)"); other names as they are."""
+    if str(name).lower().startswith("ra3_c"):
+        return f"RA3 (c={str(name)[5:]})"
     known = ARMS.get(str(name).lower())
     return known[0] if known else str(name)
 
@@ -54,7 +62,7 @@ def label(name: str) -> str:
 def order(names) -> list[str]:
     """``names`` without repeats, the known arms first in the order of :data:`ARMS`, then the rest sorted."""
     rank = {arm: i for i, arm in enumerate(ARMS)}
-    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(str(name).lower(), len(rank)), str(name)))
+    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(_arm(name), len(rank)), str(name)))
 
 
 def figure(panels: int, width: float = FULL, height: float = 2.0, ncols: int | None = None):
