@@ -70,7 +70,10 @@ class _Worker:
     """One sandbox process and its pipes; used by one thread at a time."""
 
     def __init__(self, isolation: str):
-        self.process = subprocess.Popen([sys.executable, "-I", sandbox.__file__, isolation], stdin=subprocess.PIPE,
+        # the base interpreter, not a virtual environment's: programs need only the standard library,
+        # and a venv inside /tmp (a CI checkout) would be hidden by the sandbox's private /tmp
+        python = getattr(sys, "_base_executable", sys.executable)
+        self.process = subprocess.Popen([python, "-I", sandbox.__file__, isolation], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=sandbox.ENV, start_new_session=True)
         self.requested = isolation
 
