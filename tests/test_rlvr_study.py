@@ -48,3 +48,10 @@ def test_an_init_the_midtraining_study_does_not_have_is_refused():
 def test_a_threshold_outside_the_unit_interval_is_refused():
     with pytest.raises(ConfigError, match="threshold"):
         execute("codeworld_rlvr", tiny_rlvr("threshold=1.5"))
+
+
+def test_a_task_file_with_missing_fields_is_refused_before_training(tmp_path):
+    broken = tmp_path / "tasks.jsonl"
+    broken.write_text('{"task_id": "t/0", "prompt": "def f():\\n"}\n')
+    with pytest.raises(ConfigError, match="entry_point|test"):
+        execute("codeworld_rlvr", tiny_rlvr(f"tasks.train_file={broken}"))
