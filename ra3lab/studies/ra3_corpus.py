@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from ra3lab.corpus import load_corpus, snippets, statement_lines
 from ra3lab.errors import check, check_choice
-from ra3lab.evaluation import SandboxPool, humaneval_tasks, load_tasks, pass_at_k
+from ra3lab.evaluation import SandboxPool, named_tasks, pass_at_k
 from ra3lab.execute import runs_root
 from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
 from ra3lab.ra3.estep import Corpus
@@ -31,12 +31,7 @@ def corpus_path(config: DictConfig) -> Path:
 
 
 def tasks_of(config: DictConfig) -> list[dict]:
-    if config.eval.tasks == "humaneval":
-        tasks = humaneval_tasks()
-    else:
-        check(Path(config.eval.tasks).is_file(), "eval.tasks", config.eval.tasks,
-              "give humaneval or the path of a HumanEval-format JSONL task file")
-        tasks = load_tasks(config.eval.tasks)
+    tasks = named_tasks(config.eval.tasks, "eval.tasks")
     return tasks if config.eval.limit is None else tasks[: config.eval.limit]
 
 
