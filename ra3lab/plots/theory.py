@@ -53,7 +53,7 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
         for position, (form, values) in enumerate(predicted.items(), 1):
             ax.axhline(values[0], color=tint[form], linestyle=":", linewidth=0.8)
             ax.plot([position], values, "D", mfc="none", color=tint[form])
-        ax.set_xticks(range(len(predicted) + 1), ["measured", *predicted])
+        ax.set_xticks(range(len(predicted) + 1), ["measured", *predicted], rotation=20, ha="right")
         ax.set_xlim(-0.6, len(predicted) + 0.6)
         ax.grid(False, axis="x")
     else:
