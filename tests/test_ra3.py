@@ -151,3 +151,20 @@ def test_a_model_that_never_thinks_has_equal_plain_and_elbo_nll(world):
     result = heldout_nll(silent, codec, corpus, samples=1, max_thought_tokens=4, seed=0)
     assert result["thought_rate"] < 0.1
     assert abs(result["nll_elbo"] - result["nll_plain"]) < 0.05 * result["nll_plain"]
+
+
+def test_bolt_style_resampling_infuses_without_training_q(world, tmp_path):
+    model, tokenizer, codec, corpus = world
+    config = OmegaConf.create({"estep": {**ESTEP, "method": "resample"},
+                               "midtrain": {"rounds": 1, "steps_per_round": 2, "batch_size": 4, "lr": 1e-3}})
+    _, [metrics] = em.ra3(model, tokenizer, codec, corpus, config, 0.05, tmp_path / "bolt", 0, lambda m: None)
+    assert metrics["estep"] == [] and 0 < metrics["infused"]["rate"] <= 1
+
+
+def test_the_no_thought_baseline_trains_q(world):
+    model, _, codec, corpus = world
+    seen = []
+    config = OmegaConf.create({**ESTEP, "baseline": "no_thought", "steps": 2})
+    q = e_step(model, codec, corpus, config, c=0.05, seed=0, log=lambda step, metrics: seen.append(metrics))
+    assert len(seen) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in seen)
+    assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), model.parameters()))
