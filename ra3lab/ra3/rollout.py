@@ -4,7 +4,8 @@ Each row (one rollout of one snippet) reads its snippet's lines in order. Before
 the model q decides from the prefix alone (prior-style, k = 0): it thinks with the probability its
 next-token distribution, after the line's indent, puts on comment tokens (``codec.comment_mask``).
 A thinking row samples a comment line of at most ``max_thought_tokens`` tokens; the code line follows
-either way. All rows share one KV cache: chunks are right-padded with their pads masked out, and
+either way. All rows share one KV cache, in which what a snippet's rollouts have in common (the
+lines before its first decision) is computed once; chunks are right-padded with their pads masked out, and
 the sampled tokens of a thought are masked out and replaced by the thought line's own encoding, so
 the cache of a row always holds ``codec.encode_lines(rollout.lines)``.
 """
@@ -69,6 +70,12 @@ class _SharedCache:
         self.last[rows] = self.head(hidden[rows, lengths[rows] - 1]).float()
         self.count += lengths
 
+    def repeat(self, times: int) -> None:
+        """Make each row ``times`` consecutive rows that share what it holds (a prefix computed once)."""
+        self.cache.batch_repeat_interleave(times)
+        self.mask, self.count, self.last = (tensor.repeat_interleave(times, dim=0)
+                                            for tensor in (self.mask, self.count, self.last))
+
     def forget(self, rows: torch.Tensor, columns: int, tokens: torch.Tensor) -> None:
         """Mask out the last ``columns`` cache columns of ``rows``, which held ``tokens[rows]`` real tokens."""
         self.mask[rows, self.mask.shape[1] - columns:] = 0
@@ -85,21 +92,27 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
     """
     generator = torch.Generator().manual_seed(seed)
     rows = [i for i in range(len(snippets)) for _ in range(repeats)]
-    cache = _SharedCache(model, len(rows), codec.pad_id)
     thoughts: list[dict[int, str]] = [{} for _ in rows]
     think_probs: list[dict[int, float]] = [{} for _ in rows]
-    pending = [[codec.bos_id] for _ in rows]
-    comment = codec.comment_mask[: cache.last.shape[1]]
-    newline = codec.newline_mask[: cache.last.shape[1]]
     model_was_training = model.training
     model.eval()
+    # what the rollouts of a snippet share (bos, the lines before its first decision line, that line's
+    # indent) is fed once per snippet, then the cache is repeated to its rollouts
+    first = [next((t for t, may in enumerate(d) if may), len(s)) for s, d in zip(snippets, decisions)]
+    cache = _SharedCache(model, len(snippets), codec.pad_id)
+    cache.feed([[codec.bos_id, *(i for line in s[:f] for i in codec.encode_line(line)),
+                 *(codec.indent_ids(s[f]) if f < len(s) else [])] for s, f in zip(snippets, first)])
+    cache.repeat(repeats)
+    pending: list[list[int]] = [[] for _ in rows]
+    comment = codec.comment_mask[: cache.last.shape[1]]
+    newline = codec.newline_mask[: cache.last.shape[1]]
     for t in range(max(map(len, snippets))):
         deciding = torch.zeros(len(rows), dtype=torch.bool)
         for r, i in enumerate(rows):
-            if t < len(snippets[i]):
+            if first[i] <= t < len(snippets[i]):
                 line = snippets[i][t]
                 if decisions[i][t]:
-                    pending[r] += codec.indent_ids(line)
+                    pending[r] += codec.indent_ids(line) if t > first[i] else []
                     deciding[r] = True
                 else:
                     pending[r] += codec.encode_line(line)
