@@ -40,11 +40,13 @@ def last_round(folder: Path) -> tuple[int, list[dict]]:
     return len(rounds), rounds
 
 
-def m_step(pi, codec: LineCodec, lines: list[list[str]], config: DictConfig, seed: int) -> list[float]:
-    """Next-token prediction of pi on the (infused) programs; returns the per-step losses."""
-    sequences = [codec.encode_lines(program)[0] for program in lines]
-    return train_ntp(pi, sequences, steps=config.steps_per_round, batch_size=config.batch_size, lr=config.lr,
-                     seed=seed)
+def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, batch_size: int, lr: float, seed: int,
+             log=None) -> list[float]:
+    """Next-token prediction of ``model`` on programs (lists of lines), each cut to the model's context;
+    the M-step, the NTP arm and pre-training. Returns the per-step losses."""
+    context = model.config.max_position_embeddings
+    sequences = [codec.encode_lines(program)[0][:context] for program in programs]
+    return train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
 
 
 def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, folder: Path,
@@ -69,7 +71,8 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c
                              method="resample", pi=pi, c=c, group_size=config.estep.group_size)
         stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
         progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
-        losses = m_step(pi, codec, [rollout.lines for rollout in infused], config.midtrain, round_seed)
+        losses = train_on(pi, codec, [rollout.lines for rollout in infused], config.midtrain.steps_per_round,
+                          config.midtrain.batch_size, config.midtrain.lr, round_seed)             # the M-step
         metrics = {"round": k, "estep": curve, "infused": stats, "mstep_loss": losses[-1],
                    "example": infused[0].lines}
         save_round(pi, tokenizer, folder / f"round_{k}", metrics)
@@ -83,8 +86,7 @@ def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: Di
     if (folder / "metrics.json").exists():
         return load_model(folder)
     pi = copy.deepcopy(base)
-    sequences = [codec.encode_lines(program)[0] for program in programs]
-    losses = train_ntp(pi, sequences, steps=config.midtrain.steps_per_round * config.midtrain.rounds,
-                       batch_size=config.midtrain.batch_size, lr=config.midtrain.lr, seed=seed)
+    losses = train_on(pi, codec, programs, config.midtrain.steps_per_round * config.midtrain.rounds,
+                      config.midtrain.batch_size, config.midtrain.lr, seed)
     save_round(pi, tokenizer, folder, {"loss": losses[-1]})
     return pi

@@ -36,11 +36,11 @@ class Corpus:
 
 
 def rollout_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[list[bool]], c: float,
-                    kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(returns[R], code log-likelihood per decision line[R, T]) of rollouts under the fixed pi."""
+                    kind: str) -> torch.Tensor:
+    """returns[R]: the summed line rewards of each rollout under the fixed pi."""
     with torch.no_grad():
         scores = score_lines(pi, codec, rollouts, decisions)
-    return line_rewards(scores.code, scores.think, scores.decision, c, kind).sum(1), scores.code
+    return line_rewards(scores.code, scores.think, scores.decision, c, kind).sum(1)
 
 
 def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, seed: int,
@@ -62,11 +62,11 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, s
                                  seed=seed * 100_003 + step)
         rollouts = [rollout for group in groups for rollout in group]
         decisions = [d for d in batch.decisions for _ in range(G)]
-        returns, _ = rollout_returns(pi, codec, rollouts, decisions, c, config.reward)
+        returns = rollout_returns(pi, codec, rollouts, decisions, c, config.reward)
         no_thought = None
         if config.baseline == "no_thought":
             plain = [Rollout(tuple(s), {}, {}) for s in batch.snippets]
-            no_thought, _ = rollout_returns(pi, codec, plain, batch.decisions, c, config.reward)
+            no_thought = rollout_returns(pi, codec, plain, batch.decisions, c, config.reward)
         advantage = advantages(returns.view(-1, G), config.baseline, no_thought, config.normalize).view(-1)
         q.train()
         latent = score_lines(q, codec, rollouts, decisions).latent.sum(1)       # (R,), with gradients

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ra3lab.evaluation import SandboxPool
-from ra3lab.lm import HFGenerator, LineCodec
+from ra3lab.evaluation import SandboxPool, solved
+from ra3lab.lm import LineCodec
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.likelihood import score_lines
 from ra3lab.ra3.metrics import thought_stats
@@ -45,14 +45,6 @@ def heldout_nll(model, codec: LineCodec, corpus: Corpus, samples: int, max_thoug
             **{f"thought_{key}": value for key, value in stats.items()}}
 
 
-def pass_at_1(model, tokenizer, tasks: list[dict], pool: SandboxPool, max_new_tokens: int,
-              batch_size: int = 16) -> tuple[float, list[str]]:
-    """Greedy pass@1 over ``tasks`` (HumanEval format), the model free to write comments as it goes;
-    returns (pass@1, the completions)."""
-    generator = HFGenerator(model, tokenizer)
-    completions = []
-    for begin in range(0, len(tasks), batch_size):
-        prompts = [task["prompt"] for task in tasks[begin:begin + batch_size]]
-        completions += generator.complete(prompts, max_new_tokens=max_new_tokens, temperature=0.0)
-    verdicts = pool.check(tasks, completions)
-    return sum(v.passed for v in verdicts) / len(tasks), completions
+def pass_at_1(model, tokenizer, tasks: list[dict], pool: SandboxPool, max_new_tokens: int) -> float:
+    """Greedy pass@1 over ``tasks`` (HumanEval format), the model free to write comments as it goes."""
+    return float(solved(model, tokenizer, tasks, pool, max_new_tokens).mean())

@@ -34,7 +34,7 @@ def infuse(q, codec: LineCodec, corpus: Corpus, seed: int, max_thought_tokens: i
             continue
         rollouts = [rollout for group in groups for rollout in group]
         decisions = [d for d in part.decisions for _ in range(repeats)]
-        returns, _ = rollout_returns(pi, codec, rollouts, decisions, c, "ra3")
+        returns = rollout_returns(pi, codec, rollouts, decisions, c, "ra3")
         picks = torch.multinomial(returns.view(-1, repeats).softmax(-1), 1, generator=generator).squeeze(1)
         chosen += [group[int(pick)] for group, pick in zip(groups, picks)]
     return chosen

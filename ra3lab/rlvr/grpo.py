@@ -32,9 +32,9 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
 from ra3lab.errors import check
-from ra3lab.evaluation import Limits, SandboxPool
+from ra3lab.evaluation import Limits, SandboxPool, solved
 from ra3lab.evaluation.tasks import REQUIRED
-from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer
+from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer
 from ra3lab.lm.generate import STOP, StopWhenCut, cut, prompt_ids
 from ra3lab.rlvr.callbacks import StepMetrics
 from ra3lab.rlvr.reward import unit_test_reward
@@ -113,14 +113,8 @@ def check_tasks(field: str, tasks) -> dict[str, dict]:
 
 
 def pass_at_1(model, tokenizer, tasks: list[dict], pool: SandboxPool, limits: Limits, max_new_tokens: int) -> float:
-    """Greedy pass@1: the fraction of ``tasks`` whose greedy completion (:class:`~ra3lab.lm.HFGenerator`) passes."""
-    training = model.training
-    model.eval()
-    generator = HFGenerator(model, tokenizer)
-    completions = [completion for start in range(0, len(tasks), EVAL_BATCH) for completion in generator.complete(
-        [task["prompt"] for task in tasks[start:start + EVAL_BATCH]], max_new_tokens)]
-    model.train(training)
-    return sum(verdict.passed for verdict in pool.check(tasks, completions, limits)) / len(tasks)
+    """Greedy pass@1: the fraction of ``tasks`` whose greedy completion passes."""
+    return float(solved(model, tokenizer, tasks, pool, max_new_tokens, limits=limits, batch_size=EVAL_BATCH).mean())
 
 
 def through_body_end(codec: LineCodec, ids: list[int]) -> list[int]:

@@ -88,7 +88,7 @@ def run(config: DictConfig, run) -> dict:
             model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
             result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
                                       seed=seed))
-            result["pass@1"], _ = pass_at_1(model, tokenizer, tasks, pool, config.eval.max_new_tokens)
+            result["pass@1"] = pass_at_1(model, tokenizer, tasks, pool, config.eval.max_new_tokens)
             say(f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, "
                 f"thought rate {result['thought_rate']:.2f}, F1 {result.get('thought_boundary_f1', 0):.2f}, "
                 f"pass@1 {result['pass@1']:.2f}")

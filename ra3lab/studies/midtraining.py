@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ra3lab.errors import check, check_choice
-from ra3lab.lm import LineCodec, build_model, load_model, train_ntp
+from ra3lab.lm import LineCodec, build_model, load_model
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.reward import BASELINES, KINDS
@@ -51,11 +51,10 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     if (folder / "metrics.json").exists():
         return load_model(folder)
     model = build_model(tokenizer, **config.model, seed=config.seed)
-    sequences = [codec.encode_lines(lines)[0][:config.model.get("max_positions", 1024)] for lines in programs]
     say(f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for {config.pretrain.steps} steps")
-    losses = train_ntp(model, sequences, steps=config.pretrain.steps, batch_size=config.pretrain.batch_size,
-                       lr=config.pretrain.lr, seed=config.seed,
-                       log=lambda step, loss: say(f"pre-training step {step}: loss {loss:.3f}") if step % 100 == 0 else None)
+    losses = em.train_on(model, codec, programs, config.pretrain.steps, config.pretrain.batch_size, config.pretrain.lr,
+                         config.seed, log=lambda step, loss: say(f"pre-training step {step}: loss {loss:.3f}")
+                         if step % 100 == 0 else None)
     em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
     return model
 

@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 
 from ra3lab.corpus import load_corpus, snippets, statement_lines
 from ra3lab.errors import check, check_choice
-from ra3lab.evaluation import SandboxPool, named_tasks, pass_at_k
+from ra3lab.evaluation import SandboxPool, named_tasks, pass_at_k, solved
 from ra3lab.execute import runs_root
-from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
+from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.studies.midtraining import arm_model, arm_names, log_estep_curves, pretrained_base, say, validate_method
@@ -84,15 +84,8 @@ def base_of(config: DictConfig, programs: list[list[str]], folder: Path):
 
 def pass_rates(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig) -> dict:
     """pass@k for every k in eval.k from eval.n samples per task."""
-    generator = HFGenerator(model, tokenizer)
-    prompts = [task["prompt"] for task in tasks for _ in range(config.eval.n)]
-    completions = []
-    for begin in range(0, len(prompts), 8):
-        completions += generator.complete(prompts[begin:begin + 8], max_new_tokens=config.eval.max_new_tokens,
-                                          temperature=config.eval.temperature, seed=config.seed + begin)
-    verdicts = pool.check([task for task in tasks for _ in range(config.eval.n)], completions)
-    correct = np.array([sum(v.passed for v in verdicts[i * config.eval.n:(i + 1) * config.eval.n])
-                        for i in range(len(tasks))])
+    correct = solved(model, tokenizer, tasks, pool, config.eval.max_new_tokens, n=config.eval.n,
+                     temperature=config.eval.temperature, seed=config.seed)
     name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
     return {f"pass@{k}/{name}": float(pass_at_k(np.full(len(tasks), config.eval.n), correct, k).mean())
             for k in config.eval.k}
