@@ -73,8 +73,11 @@ def start_slow(name, isolated_runs):
 def job_logs(root, job_id, lines=40):
     """The last lines of the submitit logs of ``job_id`` under ``root``, to explain a failed cluster test."""
     logs = sorted(Path(root).rglob(f"{job_id}*_log.*"))
-    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-                     for log in logs) or f"(no logs of job {job_id} under {root})"
+    accounting = subprocess.run(["sacct", "-j", job_id, "--duplicates", "--format=JobID,State,ExitCode,Start,End"],
+                                capture_output=True, text=True, timeout=20).stdout
+    tails = "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+                      for log in logs) or f"(no logs of job {job_id} under {root})"
+    return f"{tails}\n--- sacct\n{accounting}"
 
 
 def test_a_grid_sweep_runs_as_one_array_job_and_aggregates(sweeps, capsys):
@@ -142,14 +145,27 @@ def test_a_preempted_job_is_requeued_and_its_run_continues_where_it_stopped(swee
         wait_for(checkpointed(run_dir), 90, "two checkpointed steps")
         first = (run_dir / "metrics.jsonl").read_text().splitlines()[:2]
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=20)   # what SLURM sends on preemption
-        # submitit's handler requeues the job; SLURM holds a requeued job ~2 min (BeginTime): start it now
+        # submitit's handler requeues the job; SLURM starts it again once its old credential expires
+        # (AuthInfo=cred_expire, 10 s on the test cluster; moving its start earlier makes the launch fail)
         wait_for(lambda: (slurm.queued_jobs() or {}).get(job_id) == "PENDING", 60, "the job to be requeued")
-        subprocess.run(["scontrol", "update", f"jobid={job_id}", "starttime=now"], check=True, timeout=20)
         [outcome] = batch.wait(timeout_s=300)
+        assert outcome.ok and outcome.result["state"] == "done", outcome
+        assert metric_steps(run_dir) == list(range(SLOW_STEPS))
+        assert (run_dir / "metrics.jsonl").read_text().splitlines()[:2] == first   # the steps before kept, not redone
+        assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
+        assert run_state(run_dir)["state"] == "done"
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{job_logs(isolated_runs.parent, job_id)}") from failure
     finally:
         subprocess.run(["scancel", job_id], check=False, timeout=20)
-    assert outcome.ok and outcome.result["state"] == "done", f"{outcome}\n{job_logs(isolated_runs.parent, job_id)}"
-    assert metric_steps(run_dir) == list(range(SLOW_STEPS))
-    assert (run_dir / "metrics.jsonl").read_text().splitlines()[:2] == first   # the steps before kept, not redone
-    assert json.loads((run_dir / "provenance.json").read_text())["resumes"] == 1
-    assert run_state(run_dir)["state"] == "done"
+
+
+@pytest.mark.slow
+def test_bench_sweep_runs_both_launchers_on_the_same_runs_and_separates_the_fixed_skip_cost(capsys):
+    assert main(["bench", "sweep", "n_runs=3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["ours_runs_done"] == report["peer_runs_done"] == 3
+    assert report["ours_s"] > 0 and report["peer_s"] > 0 and report["overhead_ratio"] > 0
+    assert report["skip_per_100_runs_s"] == pytest.approx(
+        report["skip_one_run_s"] + 99 * (report["skip_warm_s"] - report["skip_one_run_s"]) / 2)
+    assert "hydra-submitit-launcher" in report["peer"]
