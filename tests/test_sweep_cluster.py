@@ -146,7 +146,7 @@ def test_a_preempted_job_is_requeued_and_its_run_continues_where_it_stopped(swee
         first = (run_dir / "metrics.jsonl").read_text().splitlines()[:2]
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=20)   # what SLURM sends on preemption
         # submitit's handler requeues the job; SLURM starts it again once its old credential expires
-        # (AuthInfo=cred_expire, 10 s on the test cluster; moving its start earlier makes the launch fail)
+        # (AuthInfo=cred_expire, 30 s on the test cluster; moving its start earlier makes the launch fail)
         wait_for(lambda: (slurm.queued_jobs() or {}).get(job_id) == "PENDING", 60, "the job to be requeued")
         [outcome] = batch.wait(timeout_s=300)
         assert outcome.ok and outcome.result["state"] == "done", outcome
