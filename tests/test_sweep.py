@@ -116,7 +116,8 @@ def test_dry_run_prints_every_run_and_the_sbatch_script_and_submits_nothing(caps
     out = capsys.readouterr().out
     assert "9 runs: 9 pending" in out and "rule=top_k base.sigma=1.0" in out and "gpus_per_node: 1" in out
     for line in ("#SBATCH --gpus-per-node=1", "#SBATCH --account=my-lab", "#SBATCH --constraint=a100",
-                 "#SBATCH --mem=64GB", "#SBATCH --cpus-per-task=8", "#SBATCH --array=0-8%9", "module load cuda/12.4"):
+                 "#SBATCH --mem=64GB", "#SBATCH --cpus-per-task=8", "#SBATCH --array=0-8%9", "#SBATCH --signal=USR2@180",
+                 "module load cuda/12.4"):
         assert line in out
     assert not isolated_runs.exists()
 
@@ -320,6 +321,8 @@ def test_bad_sweep_files_are_clear_errors(text, field, hint, root, isolated_runs
     ({"partition": "debug", "cpus_per_task": 0}, "cpus_per_task", ">= 1"),
     ({"partition": "debug", "mem_gb": "lots"}, "mem_gb", "in GB"),
     ({"partition": "debug", "setup": "module load x"}, "setup", "shell lines"),
+    ({"partition": "debug", "timeout_min": 2, "signal_delay_s": 120}, "signal_delay_s", "below the time limit (120 s)"),
+    ({"partition": "debug", "signal_delay_s": 0}, "signal_delay_s", ">= 1"),
 ])
 def test_bad_profiles_are_clear_errors(keys, field, hint, root, isolated_runs):
     root.sweep("tiny", **TINY)

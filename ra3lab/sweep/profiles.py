@@ -23,10 +23,13 @@ PROFILE_KEYS = {
     "mem_gb": ((int, float), "sbatch --mem: memory for each array task, in GB"),
     "timeout_min": ((int,), "sbatch --time: wall-clock limit of each array task, in minutes"),
     "array_parallelism": ((int,), "sbatch --array=0-(N-1)%P: at most P tasks of the array run at once"),
+    "signal_delay_s": ((int,), "sbatch --signal=USR2@S: seconds before the time limit that a task is told to "
+                               "checkpoint and requeue (default 90; SLURM may send it up to 60 s earlier)"),
     "setup": ((list, type(None)), "shell lines run before the job (module load ..., source venv/bin/activate)"),
     "additional": ((dict, type(None)), "any other sbatch parameter, name: value (e.g. constraint: a100)"),
 }
 PROFILE_ENV = "RA3LAB_SLURM_PROFILE"   # the profile used when --profile is not given
+DEFAULT_TIMEOUT_MIN = 60               # sbatch --time when a profile sets no timeout_min
 
 
 def profile_names() -> list[str]:
@@ -56,6 +59,9 @@ def load_profile(name: str | None) -> dict:
     check("partition" in profile, f"{name}.partition", None, "every profile names its partition")
     for key in ("cpus_per_task", "timeout_min", "array_parallelism"):
         check(profile.get(key, 1) >= 1, f"{name}.{key}", profile.get(key), "must be >= 1")
+    limit_s = 60 * profile.get("timeout_min", DEFAULT_TIMEOUT_MIN)
+    check(1 <= profile.get("signal_delay_s", 1) < limit_s, f"{name}.signal_delay_s", profile.get("signal_delay_s"),
+          f"must be >= 1 and below the time limit ({limit_s} s), or every task is signalled as it starts")
     check(profile.get("mem_gb", 1) > 0, f"{name}.mem_gb", profile.get("mem_gb"), "must be > 0 (GB)")
     check(all(isinstance(line, str) for line in profile.get("setup") or []), f"{name}.setup", profile.get("setup"),
           "must be a list of shell lines")
@@ -71,7 +77,8 @@ def executor_parameters(profile: dict, job_name: str) -> dict:
         "qos": profile.get("qos"),
         "gpus_per_node": profile.get("gpus_per_node") or None,
         "cpus_per_task": profile.get("cpus_per_task", 1),
-        "time": profile.get("timeout_min", 60),
+        "time": profile.get("timeout_min", DEFAULT_TIMEOUT_MIN),
+        "signal_delay_s": profile.get("signal_delay_s"),
         "array_parallelism": profile.get("array_parallelism", 256),
         "setup": list(profile.get("setup") or []) or None,
         "additional_parameters": dict(profile.get("additional") or {}) or None,
