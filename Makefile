@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/ra3lab demo
 
-# Two workers; the SLURM tests (xdist_group "slurm") run one after another on one of them.
+# Two workers; the SLURM tests (xdist_group "slurm", and a lock in tests/conftest.py) run one after another.
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 

@@ -1,9 +1,12 @@
 """Shared fixtures: every test writes runs into its own temporary folder; tests marked `cluster`
 get the local SLURM cluster (or are skipped, with the reason, where there is none)."""
 
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,14 @@ def slurm_cluster():
 
 @pytest.fixture(autouse=True)
 def _cluster_marker(request):
-    """Tests marked `cluster` get `slurm_cluster` (so they skip, with the reason, without SLURM)."""
-    if request.node.get_closest_marker("cluster"):
-        request.getfixturevalue("slurm_cluster")
+    """Tests marked `cluster` get `slurm_cluster` (so they skip, with the reason, without SLURM) and run
+    one at a time on it, whichever pytest worker runs them: each holds an exclusive lock on the cluster
+    (its two CPUs are what they measure and wait on)."""
+    if not request.node.get_closest_marker("cluster"):
+        yield
+        return
+    conf = request.getfixturevalue("slurm_cluster")
+    name = f"ra3lab-cluster-tests-{hashlib.sha1(conf.encode()).hexdigest()[:12]}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, after the test
+        yield
