@@ -16,6 +16,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ra3lab.errors import ConfigError, check
 from ra3lab.lm.codec import LineCodec
+from ra3lab.lm.padding import pad
 from ra3lab.lm.tokenizer import load_tokenizer
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__")
@@ -64,13 +65,8 @@ class HFGenerator:
         """One completion per prompt: greedy at temperature 0, else sampled from the softmax at
         ``temperature`` (top-k and top-p of the model's generation config off), reproducibly per seed."""
         check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
-        rows = prompt_ids(self.codec, prompts)
-        width = max(len(row) for row in rows)
-        ids = torch.full((len(rows), width), self.codec.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, row in enumerate(rows):
-            ids[b, width - len(row):] = torch.tensor(row)
-            mask[b, width - len(row):] = 1
+        ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
+        width = ids.shape[1]
         sampling = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0
                     else {"do_sample": False})
         with torch.random.fork_rng(devices=[]), torch.no_grad():

@@ -10,6 +10,7 @@ import torch
 from transformers import DynamicCache
 
 from ra3lab.errors import check
+from ra3lab.lm.padding import pad
 
 
 def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -26,17 +27,6 @@ def token_logprobs(model, ids: torch.Tensor, attention_mask: torch.Tensor) -> to
     """
     logits = model(input_ids=ids, attention_mask=attention_mask).logits[:, :-1]
     return _gather(logits, ids[:, 1:]) * attention_mask[:, 1:]
-
-
-def _pad(rows: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask): LongTensor[G, C] right padded with 0, and 1 on tokens; C = longest row."""
-    width = max(len(row) for row in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for g, row in enumerate(rows):
-        ids[g, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[g, : len(row)] = 1
-    return ids, mask
 
 
 def cache_keyword(model) -> str:
@@ -65,7 +55,7 @@ def score_continuations(model, prefix: Sequence[int], continuations: Sequence[Se
     name, cache = cache_keyword(model), DynamicCache(config=model.config)      # the prefix forward fills the cache
     out = model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True, logits_to_keep=1,
                 **{name: cache})
-    ids, mask = _pad(continuations, device)
+    ids, mask = (tensor.to(device) for tensor in pad(continuations))
     G, C = ids.shape
     cache.batch_repeat_interleave(G)
     logits = model(input_ids=ids, attention_mask=torch.cat([mask.new_ones(G, P), mask], 1),

@@ -8,6 +8,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from ra3lab.errors import check
+from ra3lab.lm.padding import pad
 
 LOG_EVERY = 10      # steps between calls of ``log``
 CLIP = 1.0          # gradient norm clip
@@ -15,16 +16,9 @@ CLIP = 1.0          # gradient norm clip
 
 def _batch(sequences, loss_mask, rows, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, attention_mask, labels): LongTensor[B, T] right padded; labels -100 off the loss."""
-    width = max(len(sequences[i]) for i in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for b, i in enumerate(rows):
-        n = len(sequences[i])
-        ids[b, :n] = torch.tensor(sequences[i])
-        mask[b, :n] = 1
-        keep = torch.ones(n, dtype=torch.bool) if loss_mask is None else torch.tensor(loss_mask[i], dtype=torch.bool)
-        labels[b, :n] = torch.where(keep, ids[b, :n], -100)
+    ids, mask = pad([sequences[i] for i in rows])
+    keep = mask if loss_mask is None else pad([loss_mask[i] for i in rows])[0]
+    labels = torch.where(keep.bool(), ids, -100)
     return ids.to(device), mask.to(device), labels.to(device)
 
 

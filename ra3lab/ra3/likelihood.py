@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ra3lab.lm import LineCodec
+from ra3lab.lm.padding import pad
 from ra3lab.ra3.rollout import Rollout
 
 
@@ -51,12 +52,7 @@ def _layout(codec: LineCodec, rollout: Rollout):
 def score_lines(model, codec: LineCodec, rollouts: list[Rollout], decisions: list[list[bool]]) -> LineScores:
     """Score every rollout (one forward, gradients where the caller enables them); decisions[r][t] as rollouts."""
     layouts = [_layout(codec, rollout) for rollout in rollouts]
-    width = max(len(ids) for ids, _ in layouts)
-    ids = torch.full((len(rollouts), width), codec.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for r, (row, _) in enumerate(layouts):
-        ids[r, :len(row)] = torch.tensor(row)
-        mask[r, :len(row)] = 1
+    ids, mask = pad([row for row, _ in layouts], codec.pad_id)
     logits = model(input_ids=ids, attention_mask=mask).logits.float()         # (R, L, V)
     norm = logits.logsumexp(-1)                                                # (R, L)
     token = logits[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) - norm[:, :-1]   # log p(ids[:, j+1]), (R, L-1)

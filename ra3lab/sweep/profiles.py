@@ -23,8 +23,8 @@ PROFILE_KEYS = {
     "mem_gb": ((int, float), "sbatch --mem: memory for each array task, in GB"),
     "timeout_min": ((int,), "sbatch --time: wall-clock limit of each array task, in minutes"),
     "array_parallelism": ((int,), "sbatch --array=0-(N-1)%P: at most P tasks of the array run at once"),
-    "signal_delay_s": ((int,), "sbatch --signal=USR2@S: seconds before the time limit that a task is told to "
-                               "checkpoint and requeue (default 90; SLURM may send it up to 60 s earlier)"),
+    "signal_delay_s": ((int,), ("sbatch --signal=USR2@S: seconds before the time limit that a task is told to "
+                                "checkpoint and requeue (default 90; SLURM may send it up to 60 s earlier)")),
     "setup": ((list, type(None)), "shell lines run before the job (module load ..., source venv/bin/activate)"),
     "additional": ((dict, type(None)), "any other sbatch parameter, name: value (e.g. constraint: a100)"),
 }
