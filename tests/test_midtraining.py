@@ -13,11 +13,11 @@ from ra3lab.cli import main
 TINY = ["model.hidden=32", "model.layers=2", "model.heads=2", "pretrain.steps=30", "pretrain.batch_size=8",
         "midtrain.rounds=1", "midtrain.steps_per_round=4", "midtrain.batch_size=4", "estep.steps=2",
         "estep.snippets_per_step=2", "estep.group_size=2", "estep.max_thought_tokens=4", "eval.elbo_samples=1",
-        "eval.max_new_tokens=32", "cs=[0.05]"]
+        "eval.n=2", "eval.k=[1,2]", "cs=[0.05]"]
 CODEWORLD = ["data.pretrain=40", "data.midtrain=8", "data.heldout=4", "tokenizer.vocab_size=300",
-             "references=[ntp,random]", *TINY]
+             "references=[ntp,infuse0,random]", *TINY]
 CORPUS = ["corpus.max_files=24", "corpus.train_snippets=8", "corpus.heldout_snippets=3", "corpus.snippet_lines=12",
-          "tokenizer.vocab_size=300", "eval.limit=2", "eval.n=2", "eval.k=[1,2]", *TINY]
+          "tokenizer.vocab_size=300", "eval.limit=2", "eval.max_new_tokens=32", *TINY]
 
 
 def last_json(capsys) -> dict:
@@ -28,16 +28,21 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
     assert main(["run", "codeworld_ra3", *CODEWORLD, "--json"]) == 0
     summary = last_json(capsys)
     arms = summary["arms"]
-    assert list(arms) == ["base", "ntp", "random", "ra3_c0.05"]
+    assert list(arms) == ["base", "ntp", "infuse0", "ra3_c0.05", "random"]     # random last: matched to RA3
     for row in arms.values():
-        assert 0 < row["nll_plain"] and 0 < row["nll_elbo"] and 0 <= row["pass@1"] <= 1
-        assert 0 <= row["thought_rate"] <= 1 and 0 <= row["thought_boundary_f1"] <= 1
+        assert 0 < row["nll_plain"] and 0 < row["nll_elbo"] and 0 <= row["pass@1"] <= row["pass@2"] <= 1
+        assert {"thought_rate", "thought_length", "truncation_rate", "pass_with_thought", "pass_without_thought",
+                "decision_greedy_pass@1", "decision_greedy_thought_rate", "elbo_thought_boundary_f1"} <= set(row)
+        assert row["budget_mean"] > 32          # derived from the tasks: room for a thought before every line
+        assert {"prior_names_intent", "posterior_names_intent", "prior_names_next_lines",
+                "posterior_names_next_lines"} <= set(row)
     assert {"infused_rate", "infused_boundary_f1", "estep_reward_first", "estep_reward_last"} <= set(arms["ra3_c0.05"])
-    assert 0 < summary["random_placement"]["boundary_recall"] < 1
-    assert set(summary["predictions"]) == {"ra3_elbo_nll_below_ntp_nll", "ra3_boundary_f1_above_random_placement",
+    assert arms["infuse0"]["estep_reward_first"] is None and "infused_boundary_precision" in arms["infuse0"]
+    assert set(summary["predictions"]) == {"ra3_elbo_nll_below_ntp_nll", "ra3_sampled_pass_at_1_above_ntp",
+                                           "ra3_boundary_f1_above_random_placement", "ra3_boundary_f1_above_infuse0",
                                            "thought_rate_falls_with_c"}
     run_dir = Path(summary["figures"][0]).parents[1]
-    for arm in ("base", "ntp", "random", "ra3_c0.05/round_0"):
+    for arm in ("base", "ntp", "random", "infuse0/round_0", "ra3_c0.05/round_0"):
         assert (run_dir / "checkpoints" / arm / "config.json").exists()
     assert all(Path(path).exists() for path in summary["figures"])
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -58,7 +63,10 @@ def test_real_corpus_study_runs_on_the_standard_library_and_humaneval(capsys):
 @pytest.mark.parametrize(("override", "field"), [
     ("cs=[-0.1]", "cs"), ("estep.group_size=1", "estep.group_size"), ("estep.max_thought_tokens=0",
                                                                        "estep.max_thought_tokens"),
-    ("estep.baseline=mean", "estep.baseline"), ("references=[teacher]", "references")])
+    ("estep.baseline=mean", "estep.baseline"), ("references=[teacher]", "references"),
+    ("estep.returns=discounted", "estep.returns"), ("estep.kl_coef=-1", "estep.kl_coef"),
+    ("eval.n=2", "eval.n"), ("eval.temperature=0", "eval.temperature"), ("eval.decoding=beam", "eval.decoding"),
+    ("cs=[]", "references")])
 def test_bad_method_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
     assert main(["run", "codeworld_ra3", override, "--json"]) == 2
     assert last_json(capsys)["field"] == field
@@ -66,7 +74,7 @@ def test_bad_method_settings_are_refused_before_any_work(override, field, capsys
 
 
 @pytest.mark.parametrize(("override", "field"), [
-    ("corpus.path=/nonexistent/corpus", "corpus.path"), ("eval.k=[1,4]", "eval.k"),
+    ("corpus.path=/nonexistent/corpus", "corpus.path"), ("eval.k=[1,9]", "eval.n"),
     ("eval.tasks=/nonexistent/tasks.jsonl", "eval.tasks")])
 def test_bad_corpus_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
     assert main(["run", "ra3_corpus", override, "--json"]) == 2

@@ -1,5 +1,7 @@
 """Statistics of the plotting suite, checked against scipy's reference implementations and hand values."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -8,8 +10,10 @@ from ra3lab.errors import ConfigError
 from ra3lab.plots.stats import (
     area_under_curve,
     curve_bands,
+    interval_se,
     iqm,
     mean_ci,
+    minimum_detectable_difference,
     probability_of_improvement,
     probability_of_improvement_ci,
     steps_to_threshold,
@@ -140,6 +144,33 @@ def test_mean_ci_is_the_student_t_interval():
     assert one[0] == 0.3 and np.isnan(one[1]) and np.isnan(one[2])
 
 
+def test_minimum_detectable_difference_by_hand():
+    # (z_0.975 + z_0.8) * sqrt(0.05^2 + 0.05^2) = (1.959964 + 0.841621) * 0.0707107
+    assert minimum_detectable_difference(0.05, 0.05) == pytest.approx(0.1981020, abs=1e-7)
+    assert minimum_detectable_difference(0.03, 0.04) == pytest.approx(2.801585 * 0.05, abs=1e-6)
+    assert minimum_detectable_difference(0.05, 0.0, alpha=0.01, power=0.9) == pytest.approx(3.857381 * 0.05, abs=1e-6)
+    # at the MDD the two-sided test rejects with probability `power` (its far tail is negligible)
+    mdd, se = minimum_detectable_difference(0.02, 0.05), np.hypot(0.02, 0.05)
+    assert stats.norm.sf(stats.norm.ppf(0.975) - mdd / se) == pytest.approx(0.8)
+    assert minimum_detectable_difference(0.0, 0.0) == 0.0
+    both = minimum_detectable_difference(np.array([0.05, 0.0, np.inf, np.nan]), 0.05)
+    assert both.shape == (4,) and both[0] == pytest.approx(2.801585 * 0.0707107, abs=1e-6)
+    assert both[1] == pytest.approx(2.801585 * 0.05, abs=1e-6) and both[2] == np.inf and np.isnan(both[3])
+
+
+def test_the_standard_error_of_an_interval_is_its_width_over_two_z():
+    assert interval_se(0.5 - 1.959964 * 0.1, 0.5 + 1.959964 * 0.1) == pytest.approx(0.1, abs=1e-7)
+    assert interval_se(0.0, 1.644854 * 2, confidence=0.9) == pytest.approx(1.0, abs=1e-6)
+    # a bootstrap interval of a normal mean gives about its standard error
+    sample = np.random.default_rng(0).normal(0, 1, 400)
+    _, low, high = stratified_bootstrap_ci(sample, np.mean, reps=4000, rng=0)
+    assert interval_se(low, high) == pytest.approx(stats.sem(sample), rel=0.1)
+    assert np.allclose(interval_se([0.0, 1.0], [1.0, 1.0]), [1 / (2 * 1.959964), 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert interval_se(10.0, np.inf) == np.inf and np.isnan(interval_se(np.inf, np.inf))
+
+
 @pytest.mark.parametrize("call, field", [
     (lambda: stratified_bootstrap_ci(np.ones((3, 2)), reps=0), "reps"),
     (lambda: stratified_bootstrap_ci(np.ones((3, 2)), confidence=1.0), "confidence"),
@@ -148,6 +179,14 @@ def test_mean_ci_is_the_student_t_interval():
     (lambda: probability_of_improvement(np.ones((3, 2, 2)), np.ones((3, 2))), "x"),
     (lambda: mean_ci([]), "values"),
     (lambda: mean_ci([1.0, 2.0], confidence=0.0), "confidence"),
+    (lambda: minimum_detectable_difference(0.1, 0.1, alpha=0.0), "alpha"),
+    (lambda: minimum_detectable_difference(0.1, 0.1, alpha=1.0), "alpha"),
+    (lambda: minimum_detectable_difference(0.1, 0.1, power=0.0), "power"),
+    (lambda: minimum_detectable_difference(0.1, 0.1, power=1.2), "power"),
+    (lambda: minimum_detectable_difference(-0.1, 0.1), "se_a"),
+    (lambda: minimum_detectable_difference(0.1, [0.1, -0.1]), "se_b"),
+    (lambda: interval_se(1.0, 0.0), "high"),
+    (lambda: interval_se(0.0, 1.0, confidence=1.0), "confidence"),
 ])
 def test_bad_arguments_are_config_errors(call, field):
     with pytest.raises(ConfigError) as error:

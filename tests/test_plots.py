@@ -4,6 +4,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from ra3lab.errors import ConfigError
 from ra3lab.plots import stats
@@ -45,6 +46,8 @@ def test_the_convergence_table_ranks_the_inits_as_constructed(summary):
     for measure in ("auc", "steps_to_threshold", "final"):
         assert (summary[f"{measure}_low"] <= summary[measure]).all()
         assert (summary[measure] <= summary[f"{measure}_high"]).all()
+    assert list(summary.columns) == [f"{measure}{part}" for measure in ("auc", "steps_to_threshold", "final")
+                                     for part in ("", "_low", "_high", "_se", "_mdd")] + ["seeds"]
 
 
 def test_the_convergence_table_measures_are_iqms_over_runs_and_task_sets(table, summary):
@@ -56,6 +59,47 @@ def test_the_convergence_table_measures_are_iqms_over_runs_and_task_sets(table, 
     # ra3's IQM curve is 0.8 (1 - exp(-step / 40)) + 0.02: it first reaches 0.5 at step 40
     assert summary.loc["ra3", "steps_to_threshold"] == 40
     assert summary.attrs["threshold"] == 0.5
+
+
+def test_the_convergence_table_gives_each_measure_its_standard_error_and_minimum_detectable_difference(summary):
+    z = norm.ppf(0.975)
+    for measure in ("auc", "final"):
+        se = (summary[f"{measure}_high"] - summary[f"{measure}_low"]) / (2 * z)
+        assert np.allclose(summary[f"{measure}_se"], se) and (se > 0).all()
+        assert np.allclose(summary[f"{measure}_mdd"], (z + norm.ppf(0.8)) * np.sqrt(2) * se)
+    # ntp and ra3 reach 0.5 at the same step in every draw; base never does, so its se and MDD are undefined
+    assert (summary.loc[["ntp", "ra3"], ["steps_to_threshold_se", "steps_to_threshold_mdd"]] == 0).all().all()
+    assert summary.loc["base", ["steps_to_threshold_se", "steps_to_threshold_mdd"]].isna().all()
+    assert summary.attrs["alpha"] == 0.05 and summary.attrs["power"] == 0.8
+
+
+def spread_table(shifts, top=0.8) -> pd.DataFrame:
+    """One init, one task set: pass rates top * (1 - exp(-step / 40)) + shifts[seed]."""
+    return pd.DataFrame([{"init": "ra3", "seed": seed, "task_set": "mbpp", "step": step,
+                          "value": top * (1 - np.exp(-step / 40)) + shift}
+                         for seed, shift in enumerate(shifts) for step in STEPS])
+
+
+def test_the_minimum_detectable_difference_shrinks_with_more_seeds_of_the_same_spread():
+    shifts = [-0.04, -0.02, 0.0, 0.02, 0.04]
+    tables = [convergence_table(spread_table(np.tile(shifts, copies)), threshold=0.4, reps=300).iloc[0]
+              for copies in (1, 4, 16)]  # 5, 20 and 80 seeds spread alike
+    for measure in ("auc", "final"):
+        mdd = [row[f"{measure}_mdd"] for row in tables]
+        assert mdd[0] > mdd[1] > mdd[2] > 0
+    steps = [row["steps_to_threshold_mdd"] for row in tables]  # whole steps of 10: it drops to 0, not smoothly
+    assert steps[0] > 0 and steps == sorted(steps, reverse=True) and steps[-1] == 0
+    same = convergence_table(spread_table(np.zeros(6)), threshold=0.4, reps=300)
+    assert (same.filter(regex="_(se|mdd)$") == 0).all().all() and same.filter(regex="_(se|mdd)$").shape == (1, 6)
+
+
+def test_a_threshold_missed_in_some_draws_gives_an_infinite_minimum_detectable_difference():
+    # the IQM curve ends near 0.5: some draws reach it and some do not, so the interval has no upper end
+    row = convergence_table(spread_table([-0.04, -0.02, 0.0, 0.02, 0.04], top=0.52), threshold=0.5, reps=300).iloc[0]
+    assert np.isfinite(row["steps_to_threshold_low"]) and row["steps_to_threshold_high"] == np.inf
+    assert row["steps_to_threshold_se"] == row["steps_to_threshold_mdd"] == np.inf
+    assert np.isfinite(row["final_mdd"]) and "∞" in to_markdown(convergence_table(
+        spread_table([-0.04, 0.0, 0.04], top=0.52), threshold=0.5, reps=50)).splitlines()[2]
 
 
 def test_probability_of_improvement_favours_the_better_init(table):
@@ -88,15 +132,21 @@ def test_one_task_set_and_chosen_inits_give_one_panel(table):
     assert len(fig.axes) == 1 and [line.get_label() for line in fig.axes[0].lines] == ["RA3", "NTP"]
 
 
-def test_latex_and_markdown_tables_carry_points_and_intervals(summary):
+def test_latex_and_markdown_tables_carry_points_intervals_and_minimum_detectable_differences(summary):
     latex = to_latex(summary)
-    assert latex.startswith(r"\begin{tabular}{lrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
-    assert r"steps to threshold" in latex and r"$\infty$" in latex
+    assert latex.startswith(r"\begin{tabular}{lrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
+    assert r"steps to threshold & steps to threshold MDD" in latex and r"$\infty$" in latex
     ra3 = next(line for line in latex.splitlines() if line.startswith("RA3 &"))
-    assert f"{summary.loc['ra3', 'final']:.3g} [" in ra3 and ra3.endswith(r"& 3 \\")
+    assert f"{summary.loc['ra3', 'final']:.3g} [" in ra3
+    assert ra3.endswith(rf"& {summary.loc['ra3', 'final_mdd']:.3g} & 3 \\")
+    assert latex.splitlines()[-1].startswith("% MDD: minimum detectable difference") and "power = 0.8" in latex
     markdown = to_markdown(summary).splitlines()
-    assert len(markdown) == 2 + 3 and markdown[0] == "| init | AUC | steps to threshold | final | seeds |"
-    assert markdown[1] == "|:---|---:|---:|---:|---:|" and markdown[2].startswith("| Base | ") and "∞" in markdown[2]
+    assert len(markdown) == 2 + 3 + 2 and markdown[0] == (
+        "| init | AUC | AUC MDD | steps to threshold | steps to threshold MDD | final | final MDD | seeds |")
+    assert markdown[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|" and markdown[2].startswith("| Base | ")
+    base = markdown[2].split(" | ")
+    assert base[3] == "∞ [∞, ∞]" and base[4] == "–" and base[2] == f"{summary.loc['base', 'auc_mdd']:.3g}"
+    assert "_se" not in "".join(markdown) and markdown[-2] == "" and "alpha = 0.05, power = 0.8" in markdown[-1]
     assert to_latex(pd.DataFrame({"a_b": [1.5]}, index=["x%"])).splitlines()[2] == r" & a\_b \\"
 
 
@@ -173,6 +223,8 @@ def test_bad_tables_and_names_are_config_errors(table):
     assert field(convergence_table, pd.concat([table, table.iloc[:1]]), threshold=0.5) == "step"
     assert field(convergence_table, table.assign(value=table["value"].where(table.index != 3)), 0.5) == "value"
     assert field(convergence_table, table, threshold=50) == "threshold"
+    assert field(convergence_table, table, threshold=0.5, alpha=1.5) == "alpha"
+    assert field(convergence_table, table, threshold=0.5, power=0.0) == "power"
     aggregate = pd.DataFrame({"budget": [2, 4], "penalty": [0.1, 0.1], "regret": [1.0, 2.0]})
     assert field(sweep_heatmap, aggregate, "penalty", "budget", "return") == "return"
     assert field(sweep_heatmap, aggregate, "penalty", "budget", "regret", reduce="max") == "reduce"

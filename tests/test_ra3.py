@@ -3,6 +3,7 @@ the E-step's learning signal, and resumable EM rounds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -14,11 +15,12 @@ from ra3lab.errors import ConfigError
 from ra3lab.lm import LineCodec, build_model, token_logprobs, train_ntp, train_tokenizer
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus, e_step
-from ra3lab.ra3.evaluate import heldout_nll
+from ra3lab.ra3.evaluate import elbo_terms, heldout_nll
+from ra3lab.ra3.infuse import infuse
 from ra3lab.ra3.likelihood import score_lines
-from ra3lab.ra3.metrics import boundary_scores
-from ra3lab.ra3.reward import advantages, line_rewards
-from ra3lab.ra3.rollout import Rollout, sample_thoughts
+from ra3lab.ra3.metrics import boundary_scores, names_intent, names_next_lines
+from ra3lab.ra3.reward import advantages, line_rewards, returns_of
+from ra3lab.ra3.rollout import Rollout, rollout_ids, sample_thoughts
 
 HEADER = 2
 ESTEP = {"steps": 6, "snippets_per_step": 3, "group_size": 4, "max_thought_tokens": 6, "temperature": 1.0,
@@ -40,15 +42,6 @@ def world():
     return model, tokenizer, codec, corpus
 
 
-def prefix_ids(codec, rollout: Rollout, t: int) -> list[int]:
-    lines = []
-    for i in range(t):
-        if i in rollout.thoughts:
-            lines.append(rollout.thoughts[i])
-        lines.append(rollout.snippet[i])
-    return codec.encode_lines(lines)[0] + codec.indent_ids(rollout.snippet[t])
-
-
 def test_rollouts_see_what_a_full_forward_sees(world):
     model, _, codec, corpus = world
     groups = sample_thoughts(model, codec, corpus.snippets[:4], corpus.decisions[:4], repeats=3, max_thought_tokens=6,
@@ -58,12 +51,24 @@ def test_rollouts_see_what_a_full_forward_sees(world):
     comment = codec.comment_mask
     for rollout in rollouts:
         assert set(rollout.think_probs) == {t for t in range(len(rollout.snippet)) if t >= HEADER}
+        assert set(rollout.log_q) == set(rollout.think_probs) and set(rollout.thought_ids) == set(rollout.thoughts)
+        ids, places = rollout_ids(codec, rollout)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
         for t, p_think in rollout.think_probs.items():
-            with torch.no_grad():
-                logits = model(torch.tensor([prefix_ids(codec, rollout, t)])).logits[0, -1]
-            assert abs(float((logits.softmax(-1) * comment).sum()) - p_think) < 1e-4
-        for thought in rollout.thoughts.values():
-            assert thought.lstrip().startswith("#") and len(codec.content_ids(thought)) <= 6 + 1
+            first, _, thought = places[t]
+            decide = (thought[0] if thought else first) - 1      # the position after the line's indent
+            assert abs(float((logits[decide].softmax(-1) * comment).sum()) - p_think) < 1e-4
+            if thought is None:
+                assert abs(rollout.log_q[t] - float(torch.log1p(torch.tensor(-p_think)))) < 1e-4
+        for t, thought in rollout.thoughts.items():
+            sampled = rollout.thought_ids[t]
+            assert thought.lstrip().startswith("#") and codec.comment_mask[sampled[0]] and len(sampled) <= 6
+            start, stop, _ = (*places[t][2], None)
+            assert ids[start:start + len(sampled)] == list(sampled)
+            log_q = logits[start - 1:start - 1 + len(sampled)].log_softmax(-1).gather(1, torch.tensor(sampled)[:, None])
+            assert abs(float(log_q.sum()) - rollout.log_q[t]) < 1e-4     # the sampler's log q is the model's
+            assert codec.newline_mask[ids[stop - 1]]                      # closed, by q or by a forced newline
 
 
 def test_rollouts_are_deterministic_per_seed(world):
@@ -75,30 +80,32 @@ def test_rollouts_are_deterministic_per_seed(world):
 
 def test_line_scores_match_token_logprobs(world):
     model, _, codec, corpus = world
-    [[rollout]] = sample_thoughts(model, codec, corpus.snippets[:1], corpus.decisions[:1], seed=3)
+    [[rollout]] = sample_thoughts(model, codec, corpus.snippets[:1], corpus.decisions[:1], max_thought_tokens=3, seed=3)
+    assert rollout.thoughts, "the case needs a thought"
     with torch.no_grad():
         scores = score_lines(model, codec, [rollout], corpus.decisions[:1])
-    ids, spans = codec.encode_lines(rollout.lines)
+        hot = score_lines(model, codec, [rollout], corpus.decisions[:1], temperature=2.0)
+    ids, places = rollout_ids(codec, rollout)
     with torch.no_grad():
         per_token = token_logprobs(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
         logits = model(torch.tensor([ids])).logits[0]
-    k = 0
-    for t, line in enumerate(rollout.snippet):
-        if t in rollout.thoughts:
-            start, end = spans[k]
-            first = start + len(codec.indent_ids(rollout.thoughts[t]))
-            assert scores.think[0, t] and abs(float(scores.latent[0, t]) - float(per_token[first - 1:end - 1].sum())) < 1e-4
-            k += 1
-        start, end = spans[k]
-        first = start + len(codec.indent_ids(line))
-        if corpus.decisions[0][t]:
-            assert abs(float(scores.code[0, t]) - float(per_token[first - 1:end - 1].sum())) < 1e-4
-            if t not in rollout.thoughts:
-                p_comment = float((logits[first - 1].softmax(-1) * codec.comment_mask).sum())
-                assert abs(float(scores.latent[0, t]) - torch.log1p(torch.tensor(-p_comment)).item()) < 1e-4
-        else:
+    for t, (first, end, thought) in enumerate(places):
+        if not corpus.decisions[0][t]:
             assert scores.code[0, t] == 0 and not scores.decision[0, t]
-        k += 1
+            continue
+        assert abs(float(scores.code[0, t]) - float(per_token[first - 1:end - 1].sum())) < 1e-4
+        if thought is not None:
+            start, stop = thought
+            sampled = len(rollout.thought_ids[t])
+            assert scores.think[0, t] and abs(float(scores.thought[0, t]) - float(per_token[start - 1:stop - 1].sum())) < 1e-4
+            assert abs(float(scores.latent[0, t]) - float(per_token[start - 1:start - 1 + sampled].sum())) < 1e-4
+            tempered = (logits[start - 1:start - 1 + sampled] / 2.0).log_softmax(-1)
+            expected = tempered.gather(1, torch.tensor(ids[start:start + sampled])[:, None]).sum()
+            assert abs(float(hot.latent[0, t]) - float(expected)) < 1e-4
+        else:
+            p_comment = float((logits[first - 1].softmax(-1) * codec.comment_mask).sum())
+            assert scores.thought[0, t] == 0
+            assert abs(float(scores.latent[0, t]) - torch.log1p(torch.tensor(-p_comment)).item()) < 1e-4
 
 
 def test_rewards_and_advantages():
@@ -149,7 +156,7 @@ def test_a_model_that_never_thinks_has_equal_plain_and_elbo_nll(world):
     _, tokenizer, codec, corpus = world
     silent = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=1)   # untrained: comment mass ~1/V per line
     result = heldout_nll(silent, codec, corpus, samples=1, max_thought_tokens=4, seed=0)
-    assert result["thought_rate"] < 0.1
+    assert result["elbo_thought_rate"] < 0.1
     assert abs(result["nll_elbo"] - result["nll_plain"]) < 0.05 * result["nll_plain"]
 
 
@@ -168,3 +175,140 @@ def test_the_no_thought_baseline_trains_q(world):
     q = e_step(model, codec, corpus, config, c=0.05, seed=0, log=lambda step, metrics: seen.append(metrics))
     assert len(seen) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in seen)
     assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), model.parameters()))
+
+
+def test_the_elbo_bounds_the_exact_marginal_and_meets_it_at_the_true_posterior(world):
+    """One snippet with two decision lines and thoughts of one token: every thought pattern q can draw is
+    enumerated, so the marginal over them, the exact expectation under q and the posterior are computed exactly."""
+    model, _, codec, corpus = world
+    snippet, decisions = tuple(corpus.snippets[0][:4]), [False, False, True, True]
+    indent = codec.split(snippet[2])[0]
+    choices = [None, *codec.comment_mask.nonzero().squeeze(1).tolist()]
+    patterns = list(itertools.product(choices, repeat=2))
+
+    def rollout(pattern, log_q=None) -> Rollout:
+        ids = {t: (c,) for t, c in zip((2, 3), pattern) if c is not None}
+        return Rollout(snippet, {t: indent + codec.decode(i) for t, i in ids.items()}, thought_ids=ids,
+                       log_q={} if log_q is None else {2: log_q, 3: 0.0})
+
+    def reference_log_q(pattern) -> float:         # q = the model, thoughts capped at one token, by hand
+        ids, places = rollout_ids(codec, rollout(pattern))
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        total = 0.0
+        for t, c in zip((2, 3), pattern):
+            first, _, thought = places[t]
+            if c is None:
+                total += float(torch.log1p(-logprobs[first - 1, codec.comment_mask].exp().sum()))
+            else:
+                total += float(logprobs[thought[0] - 1, c])
+        return total
+
+    log_q = torch.tensor([reference_log_q(p) for p in patterns], dtype=torch.float64)
+    assert abs(float(log_q.exp().sum()) - 1) < 1e-4                 # the enumeration covers q's support
+    with torch.no_grad():
+        scores = score_lines(model, codec, [rollout(p) for p in patterns], [decisions] * len(patterns))
+    joint = (scores.code + scores.thought).double().sum(1)
+    marginal = float(joint.logsumexp(0))
+    with torch.no_grad():
+        terms = elbo_terms(model, codec, [rollout(p, float(q)) for p, q in zip(patterns, log_q)],
+                           [decisions] * len(patterns))
+    exact_elbo = float((log_q.exp() * terms).sum())
+    assert exact_elbo < marginal - 1e-3, (exact_elbo, marginal)     # a bound, strictly below: q is not the posterior
+    with torch.no_grad():
+        at_posterior = elbo_terms(model, codec, [rollout(p, float(j) - marginal) for p, j in zip(patterns, joint)],
+                                  [decisions] * len(patterns))
+    assert torch.allclose(at_posterior, torch.full_like(at_posterior, marginal), atol=1e-4)
+
+    [sampled] = sample_thoughts(model, codec, [list(snippet)], [decisions], repeats=400, max_thought_tokens=1, seed=0)
+    index = {p: i for i, p in enumerate(patterns)}
+    for r in sampled:                                                # the sampler records q's own probability
+        i = index[tuple(r.thought_ids.get(t, (None,))[0] for t in (2, 3))]
+        assert abs(sum(r.log_q.values()) - float(log_q[i])) < 1e-4
+    corpus_one = Corpus([list(snippet)], [decisions])
+    result = heldout_nll(model, codec, corpus_one, samples=400, max_thought_tokens=1, seed=0)
+    tokens = result["code_tokens"]
+    with torch.no_grad():
+        spread = elbo_terms(model, codec, sampled, [decisions] * len(sampled)).std().item() / 400 ** 0.5
+    assert abs(result["nll_elbo"] + exact_elbo / tokens) < 4 * spread / tokens + 1e-6
+    assert result["nll_elbo"] > -marginal / tokens                   # nll_elbo >= the exact marginal NLL
+
+
+def test_resampling_weighs_samples_by_the_configured_reward(world):
+    model, _, codec, corpus = world
+    part = corpus.take([0, 1, 2, 3])
+    groups = sample_thoughts(model, codec, part.snippets, part.decisions, repeats=4, max_thought_tokens=6, seed=7)
+
+    def picked(reward: str, c: float) -> list[int]:
+        estep = OmegaConf.create({**ESTEP, "reward": reward})
+        chosen = infuse(model, codec, part, 7, 6, method="resample", pi=model, c=c, group_size=4, estep=estep)
+        return [len(r.thoughts) for r in chosen]
+
+    fewest = [min(len(r.thoughts) for r in group) for group in groups]
+    assert any(len({len(r.thoughts) for r in group}) > 1 for group in groups)      # the choice matters
+    assert picked("penalty_only", 50.0) == fewest                                      # only the penalty counts
+    assert picked("ra3", 0.0) != fewest                                                # the likelihood counts
+
+
+@pytest.mark.parametrize("settings", [{"reward": "quiet_star"}, {"reward": "rlp", "ema_decay": 0.5},
+                                      {"reward": "latro", "kl_coef": 0.5}, {"returns": "to_go"},
+                                      {"entropy_coef": 0.1, "baseline": "none"}])
+def test_every_reward_variant_and_return_mode_trains_q(world, settings):
+    model, _, codec, corpus = world
+    seen = []
+    config = OmegaConf.create({**ESTEP, **settings, "steps": 2})
+    q = e_step(model, codec, corpus, config, c=0.05, seed=0, log=lambda step, metrics: seen.append(metrics))
+    assert len(seen) == 2 and all(torch.isfinite(torch.tensor([m["loss"], m["reward"]])).all() for m in seen)
+    assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), model.parameters()))
+
+
+def test_rewards_to_go_credit_a_choice_with_what_follows_it():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
+    assert returns_of(rewards).tolist() == [6.0, 4.0]
+    assert returns_of(rewards, "to_go").tolist() == [[6.0, 5.0, 3.0], [4.0, 4.0, 5.0]]
+    with pytest.raises(ConfigError, match="estep.returns"):
+        returns_of(rewards, "discounted")
+
+
+def test_ra3_without_thoughts_trains_exactly_as_ntp(world, tmp_path):
+    """No decision line, no E-step: every round infuses the plain corpus, so RA3's M-steps must be NTP's."""
+    model, tokenizer, codec, corpus = world
+    silent = Corpus(corpus.snippets, [[False] * len(s) for s in corpus.snippets])
+    config = OmegaConf.create({"estep": {**ESTEP, "steps": 0},
+                               "midtrain": {"rounds": 2, "steps_per_round": 3, "batch_size": 4, "lr": 1e-3}})
+    ra3_model, rounds = em.ra3(model, tokenizer, codec, silent, config, 0.05, tmp_path / "ra3", 0, lambda m: None)
+    assert all(r["infused"]["rate"] == 0 for r in rounds)
+    ntp_model = em.ntp(model, tokenizer, codec, silent.snippets, config, tmp_path / "ntp", 0)
+    for a, b in zip(ra3_model.parameters(), ntp_model.parameters()):
+        assert torch.equal(a, b)
+    longer = em.ntp(model, tokenizer, codec, silent.snippets, OmegaConf.merge(config, {"midtrain": {"rounds": 3}}),
+                    tmp_path / "ntp3", 0)
+    assert any(not torch.equal(a, b) for a, b in zip(longer.parameters(), ntp_model.parameters()))
+
+
+def test_what_thoughts_mention_is_measured_against_the_lines_they_precede():
+    snippet = ("def f(xs, k):", '    """Square."""', "    ys = [x * x for x in xs]", "    return sorted(ys)")
+    copies = Rollout(snippet, {2: "    # ys squares", 3: "    # sorted"})
+    vague = Rollout(snippet, {2: "    # now the work", 3: "    # ys again"})        # ys is no longer new at line 3
+    assert names_next_lines([copies], window=1) == 1.0 and names_next_lines([vague], window=1) == 0.0
+    intents = [{2: "replace every number by its square", 3: "sort the list"}]
+    assert names_intent([Rollout(snippet, {2: "    # replace every number by its", 3: "    # sort it"})], intents) == 0.5
+    assert names_next_lines([Rollout(snippet)], window=1) == 0.0
+
+
+def test_a_posterior_style_q_records_its_own_log_probability_and_keeps_the_bound(world):
+    model, _, codec, corpus = world
+    part = corpus.take([0, 1])
+    groups = sample_thoughts(model, codec, part.snippets, part.decisions, repeats=3, max_thought_tokens=4, seed=2,
+                             lookahead=2)
+    rollouts = [r for g in groups for r in g]
+    decisions = [d for d in part.decisions for _ in range(3)]
+    with torch.no_grad():
+        seen = score_lines(model, codec, rollouts, decisions, view="q").latent.sum(1)
+        blind = score_lines(model, codec, rollouts, decisions).latent.sum(1)
+    recorded = torch.tensor([sum(r.log_q.values()) for r in rollouts])
+    assert torch.allclose(seen, recorded, atol=1e-3) and not torch.allclose(blind, recorded, atol=1e-3)
+    posterior = heldout_nll(model, codec, part, samples=2, max_thought_tokens=4, seed=0, lookahead=2)
+    assert posterior["nll_elbo"] > 0 and posterior["nll_plain"] == heldout_nll(model, codec, part, 2, 4, 0)["nll_plain"]
+    with pytest.raises(ConfigError, match="estep.lookahead"):
+        sample_thoughts(model, codec, part.snippets, part.decisions, lookahead=-1)

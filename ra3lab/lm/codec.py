@@ -74,17 +74,25 @@ class LineCodec:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     @cached_property
-    def _texts(self) -> list[str]:
+    def token_texts(self) -> list[str]:
+        """The text of every token id below V (ids past the tokenizer's own: empty)."""
         texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))],
                                             clean_up_tokenization_spaces=False)
         return texts + [""] * (self.vocab_size - len(texts))
 
     @cached_property
+    def newline_id(self) -> int:
+        """The id of ``"\\n"`` alone: the forced end of a thought cut at its token cap."""
+        ids = self._encode(["\n"])[0]
+        check(len(ids) == 1, "tokenizer", self.tokenizer.name_or_path, 'must encode "\\n" as one token')
+        return ids[0]
+
+    @cached_property
     def comment_mask(self) -> torch.Tensor:
         """BoolTensor[V]: tokens whose text starts with ``#`` (a thought's decision token is one)."""
-        return torch.tensor([text.startswith("#") for text in self._texts])
+        return torch.tensor([text.startswith("#") for text in self.token_texts])
 
     @cached_property
     def newline_mask(self) -> torch.Tensor:
         """BoolTensor[V]: tokens whose text holds ``"\\n"`` (every line, thoughts too, ends at one)."""
-        return torch.tensor(["\n" in text for text in self._texts])
+        return torch.tensor(["\n" in text for text in self.token_texts])

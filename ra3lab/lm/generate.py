@@ -1,25 +1,34 @@
 """Completing function bodies: ``HFGenerator`` over ``model.generate`` (CPU, tests) and
-``VLLMGenerator`` over vLLM (GPU clusters, extra ``gpu``), with one ``complete`` contract.
+``VLLMGenerator`` over vLLM (GPU clusters, extra ``gpu``), with one ``generate`` contract.
 
 Prompts end with ``"\\n"`` and are encoded line by line (:class:`~ra3lab.lm.codec.LineCodec`), as
 training saw code. A completion is cut before the first stop string or the first non-empty line
-without indent (the end of the function body), keeping the newline before the cut.
+without indent (the end of the function body), keeping the newline before the cut; one whose body
+had not ended when it used its token budget is *truncated*.
+
+Decodings (``DECODINGS``): ``sample`` (softmax at a temperature, top-k and top-p off), ``greedy``,
+and ``decision_greedy``: greedy, except that at each line start (after the line's indent) the model
+thinks, i.e. writes a ``#`` comment line, exactly when its total mass on comment tokens exceeds 0.5
+(the quantity the E-step samples the choice to think from). Plain greedy decoding almost never thinks,
+since a single comment token is rarely the argmax.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from ra3lab.errors import ConfigError, check
+from ra3lab.errors import ConfigError, check, check_choice
 from ra3lab.lm.codec import LineCodec
 from ra3lab.lm.padding import pad
 from ra3lab.lm.tokenizer import load_tokenizer
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__")
+DECODINGS = ("sample", "greedy", "decision_greedy")
 BODY_END = re.compile(r"\n(?=\S)")      # a line break before a non-empty line without indent
 
 
@@ -44,44 +53,120 @@ def prompt_ids(codec: LineCodec, prompts: Sequence[str]) -> list[list[int]]:
 
 
 class StopWhenCut(StoppingCriteria):
-    """Per row: done once its new text would be cut (a stop string or the end of the body is out)."""
+    """Per row: done once its new text would be cut (a stop string or the end of the body is out), or once it
+    holds ``budgets[row]`` new tokens (all rows share one budget when ``budgets`` is None)."""
 
-    def __init__(self, codec: LineCodec, start: int, stop: Sequence[str]):
+    def __init__(self, codec: LineCodec, start: int, stop: Sequence[str], budgets: Sequence[int] | None = None):
         self.codec, self.start, self.stop = codec, start, stop
+        self.budgets = None if budgets is None else torch.tensor(list(budgets))
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = [self.codec.decode(row[self.start:].tolist()) for row in input_ids]
-        return torch.tensor([cut(text, self.stop) != text for text in texts], device=input_ids.device)
+        done = torch.tensor([cut(text, self.stop) != text for text in texts])
+        if self.budgets is not None:
+            done |= input_ids.shape[1] - self.start >= self.budgets
+        return done.to(input_ids.device)
+
+
+class DecisionGreedy(LogitsProcessor):
+    """``decision_greedy``'s choice at line starts: where a row's current line holds only indentation so far,
+    keep only comment tokens when their mass exceeds 0.5, else forbid them (scores are then argmax-ed)."""
+
+    def __init__(self, codec: LineCodec, start: int):
+        self.codec, self.start = codec, start
+        self.texts = codec.token_texts
+
+    def at_line_start(self, row: list[int]) -> bool:
+        """Whether the generated tokens ``row`` end at a line start (the prompt ends with a newline)."""
+        for token in reversed(row):
+            text = self.texts[token]
+            if "\n" in text:
+                return not text.rsplit("\n", 1)[1].strip(" \t")
+            if text.strip(" \t"):
+                return False
+        return True
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        comment = self.codec.comment_mask[: scores.shape[-1]].to(scores.device)
+        mass = (scores.float().softmax(-1) * comment).sum(-1)                       # (B,)
+        starts = torch.tensor([self.at_line_start(row[self.start:].tolist()) for row in input_ids],
+                              device=scores.device)
+        forbidden = torch.where((mass > 0.5)[:, None], ~comment, comment) & starts[:, None]
+        return scores.masked_fill(forbidden, float("-inf"))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One completion: its text cut at the end of the body, the tokens generated up to that cut, and whether
+    the budget ran out before the body ended."""
+
+    text: str
+    tokens: int
+    truncated: bool
+
+
+def check_decoding(decoding: str, temperature: float, field: str = "eval") -> None:
+    """ConfigError unless ``decoding`` is one of DECODINGS and ``sample`` has a temperature > 0."""
+    check_choice(f"{field}.decoding", decoding, DECODINGS)
+    check(decoding != "sample" or temperature > 0, f"{field}.temperature", temperature,
+          "must be > 0 when sampling (or choose eval.decoding=greedy)")
+
+
+def completion_of(codec: LineCodec, ids: list[int], budget: int, stop: Sequence[str] = STOP) -> Completion:
+    """The :class:`Completion` of one row's generated ``ids`` (padding after an eos or pad ignored)."""
+    ends = [ids.index(token) for token in {codec.eos_id, codec.pad_id} if token in ids]
+    ids = ids[: min(ends)] if ends else ids
+    text = codec.decode(ids)
+    kept = cut(text, stop)
+    if kept != text:
+        tokens = next(n for n in range(1, len(ids) + 1) if len(codec.decode(ids[:n])) > len(kept))
+        return Completion(kept, tokens, truncated=False)
+    return Completion(kept, len(ids), truncated=not ends and len(ids) >= budget)
 
 
 class HFGenerator:
-    """``complete`` with ``model.generate`` on a left-padded batch of all prompts."""
+    """``generate`` with ``model.generate`` on a left-padded batch of all prompts."""
 
     def __init__(self, model, tokenizer):
-        self.model, self.codec = model, LineCodec(tokenizer)
+        self.model, self.codec = model, LineCodec(tokenizer, model.config.vocab_size)
 
-    def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-                 stop: Sequence[str] = STOP) -> list[str]:
-        """One completion per prompt: greedy at temperature 0, else sampled from the softmax at
-        ``temperature`` (top-k and top-p of the model's generation config off), reproducibly per seed."""
-        check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
+    def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
+                 temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
+        """One :class:`Completion` per prompt, each of at most its budget of new tokens (one int for all, or one
+        per prompt); sampled at ``temperature`` (top-k and top-p of the model's generation config off),
+        greedy, or decision-greedy (module docstring); reproducible per seed."""
+        check_decoding(decoding, temperature)
+        budgets = [budgets] * len(prompts) if isinstance(budgets, int) else list(budgets)
+        check(len(budgets) == len(prompts) and all(b >= 1 for b in budgets), "budgets", budgets[:4],
+              "give one budget >= 1 per prompt (or one for all)")
         ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
         width = ids.shape[1]
-        sampling = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0
-                    else {"do_sample": False})
+        options = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if decoding == "sample"
+                   else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
+        if decoding == "decision_greedy":
+            options["logits_processor"] = LogitsProcessorList([DecisionGreedy(self.codec, width)])
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             out = self.model.generate(
                 input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                max_new_tokens=max_new_tokens, pad_token_id=self.codec.pad_id, eos_token_id=self.codec.eos_id,
-                stopping_criteria=StoppingCriteriaList([StopWhenCut(self.codec, width, stop)]), **sampling)
-        return [cut(self.codec.decode(row[width:].tolist()), stop) for row in out]
+                max_new_tokens=max(budgets), pad_token_id=self.codec.pad_id, eos_token_id=self.codec.eos_id,
+                stopping_criteria=StoppingCriteriaList([StopWhenCut(self.codec, width, stop, budgets)]), **options)
+        return [completion_of(self.codec, row[width:width + budget].tolist(), budget, stop)
+                for row, budget in zip(out.cpu(), budgets)]
+
+    def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
+                 stop: Sequence[str] = STOP) -> list[str]:
+        """The texts of :meth:`generate`: greedy at temperature 0, else sampled at ``temperature``."""
+        check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
+        decoding = "sample" if temperature > 0 else "greedy"
+        return [c.text for c in self.generate(prompts, max_new_tokens, decoding, temperature or 1.0, seed, stop)]
 
 
 class VLLMGenerator:
-    """``complete`` with a vLLM engine over ``name_or_path`` (needs ``pip install 'ra3lab[gpu]'``).
+    """``generate`` with a vLLM engine over ``name_or_path`` (needs ``pip install 'ra3lab[gpu]'``).
 
-    Prompts go in as token ids of the line convention; ``engine`` is passed to ``vllm.LLM``.
+    Prompts go in as token ids of the line convention; ``engine`` is passed to ``vllm.LLM``. ``decision_greedy``
+    needs a logits processor per step, which this backend does not offer: it is refused.
     """
 
     def __init__(self, name_or_path: str, tokenizer=None, **engine):
@@ -93,11 +178,23 @@ class VLLMGenerator:
         self.codec = LineCodec(load_tokenizer(name_or_path) if tokenizer is None else tokenizer)
         self.engine = vllm.LLM(model=str(name_or_path), **engine)
 
+    def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
+                 temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
+        """As :meth:`HFGenerator.generate` for ``sample`` and ``greedy``."""
+        check_decoding(decoding, temperature)
+        check(decoding != "decision_greedy", "eval.decoding", decoding,
+              "the vLLM backend offers sample and greedy; use the HF backend for decision_greedy")
+        budgets = [budgets] * len(prompts) if isinstance(budgets, int) else list(budgets)
+        params = [self.vllm.SamplingParams(max_tokens=budget, temperature=temperature if decoding == "sample" else 0,
+                                           seed=seed + row, stop=list(stop), include_stop_str_in_output=True)
+                  for row, budget in enumerate(budgets)]        # a seed per row: repeated prompts differ
+        outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids(self.codec, prompts)],
+                                       params)
+        return [Completion(cut(output.outputs[0].text, stop), len(output.outputs[0].token_ids),
+                           output.outputs[0].finish_reason == "length") for output in outputs]
+
     def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
                  stop: Sequence[str] = STOP) -> list[str]:
         """As :meth:`HFGenerator.complete`."""
-        params = self.vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                          stop=list(stop), include_stop_str_in_output=True)
-        outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids(self.codec, prompts)],
-                                       params)
-        return [cut(output.outputs[0].text, stop) for output in outputs]
+        decoding = "sample" if temperature > 0 else "greedy"
+        return [c.text for c in self.generate(prompts, max_new_tokens, decoding, temperature or 1.0, seed, stop)]

@@ -72,17 +72,25 @@ def curve_array(table: pd.DataFrame, init: str):
 
 
 def convergence_table(table: pd.DataFrame, threshold: float, reps: int = 2000, rng: stats.Rng = 0,
-                      confidence: float = 0.95, inits=None) -> pd.DataFrame:
+                      confidence: float = 0.95, inits=None, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
     """One row per init (index ``init``): ``auc``, ``steps_to_threshold`` and ``final``, each with
-    ``<measure>_low``/``_high`` of a ``confidence`` stratified-bootstrap interval, and ``seeds``.
+    ``<measure>_low``/``_high`` of a ``confidence`` stratified-bootstrap interval, ``<measure>_se`` and
+    ``<measure>_mdd``, and ``seeds``.
 
     auc: IQM over runs x task sets of the area under each curve divided by its step range (its mean level).
     final: IQM over runs x task sets of the value at the last step.
     steps_to_threshold: the first step at which the IQM curve (IQM over runs x task sets at each step) is at
     least ``threshold``; inf when it never is (a ``_high`` of inf: the threshold is missed in some draws).
+    ``<measure>_se``: the bootstrap standard error, from the interval's width (:func:`stats.interval_se`:
+    (high - low) / (2 z_{(1 + confidence) / 2})), not from the draws, whose "never reached" cannot enter a
+    standard deviation. ``<measure>_mdd``: the minimum detectable difference between this init and one with the
+    same standard error (:func:`stats.minimum_detectable_difference`, two-sided level ``alpha``, ``power``): two
+    inits closer than it are not shown to be alike, only not told apart. Both are in the measure's units; for
+    steps_to_threshold they are inf when only ``_high`` is inf and nan when ``_low`` is inf too.
     ``inits``: the arms to tabulate, in this order (all of them, in style order, by default).
     """
     check_curves(table)
+    stats.minimum_detectable_difference(0.0, 0.0, alpha, power)  # a bad alpha or power fails before the bootstrap
     rng = np.random.default_rng(rng)
     rows = {}
     for init in pick_inits(table, inits):
@@ -93,15 +101,19 @@ def convergence_table(table: pd.DataFrame, threshold: float, reps: int = 2000, r
             return np.array([stats.iqm(stats.area_under_curve(curves, steps)), min(reach, NEVER),
                              stats.iqm(curves[..., -1])])
 
-        point, low, high = (np.array(v) for v in stats.stratified_bootstrap_ci(curves, statistic, reps, confidence, rng))
+        interval = stats.stratified_bootstrap_ci(curves, statistic, reps, confidence, rng)
+        point, low, high = (np.array(v) for v in interval)
         for values in (point, low, high):
             values[1] = np.inf if values[1] > steps[-1] else values[1]
+        se = stats.interval_se(low, high, confidence)
+        mdd = stats.minimum_detectable_difference(se, se, alpha, power)
         rows[init] = {key: value for i, measure in enumerate(MEASURES) for key, value in
-                      ((measure, point[i]), (f"{measure}_low", low[i]), (f"{measure}_high", high[i]))}
+                      ((measure, point[i]), (f"{measure}_low", low[i]), (f"{measure}_high", high[i]),
+                       (f"{measure}_se", se[i]), (f"{measure}_mdd", mdd[i]))}
         rows[init]["seeds"] = len(curves)
     result = pd.DataFrame.from_dict(rows, orient="index")
     result.index.name = "init"
-    result.attrs["threshold"] = threshold
+    result.attrs.update(threshold=threshold, alpha=alpha, power=power)
     return result
 
 
@@ -120,25 +132,37 @@ def probability_of_improvement(table: pd.DataFrame, x: str = "ra3", y: str = "nt
 
 def to_latex(df: pd.DataFrame, digits: int = 3) -> str:
     """A booktabs ``tabular`` of ``df``: a row per index entry (arms by their display names), a column per
-    measure, written "point [low, high]" where ``<measure>_low``/``_high`` columns exist."""
+    measure, written "point [low, high]" where ``<measure>_low``/``_high`` columns exist, followed by a column
+    "<measure> MDD" where ``<measure>_mdd`` exists (``<measure>_se`` is not shown). A ``%`` comment after the
+    table says what MDD means when ``df.attrs`` holds its ``alpha`` and ``power`` (:func:`convergence_table`)."""
     header, rows = _cells(df, digits, r"$\infty$")
     lines = [rf"\begin{{tabular}}{{l{'r' * (len(header) - 1)}}}", r"\toprule",
              " & ".join(map(_escape, header)) + r" \\", r"\midrule"]
     lines += [" & ".join([_escape(row[0]), *row[1:]]) + r" \\" for row in rows]
-    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    note = _note(df)
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", *([f"% {note}"] if note else [])]) + "\n"
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
-    """``df`` as a Markdown pipe table, cells as in :func:`to_latex`."""
+    """``df`` as a Markdown pipe table, cells as in :func:`to_latex`; the note on MDD follows as a paragraph."""
     header, rows = _cells(df, digits, "∞")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+    note = _note(df)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows] + (["", note] if note else [])) + "\n"
+
+
+def _note(df: pd.DataFrame) -> str | None:
+    """What the MDD columns mean, when ``df`` has one and its attrs hold the test's ``alpha`` and ``power``."""
+    if not ({"alpha", "power"} <= set(df.attrs) and any(str(c).endswith("_mdd") for c in df.columns)):
+        return None
+    return (f"MDD: minimum detectable difference against an init with the same standard error (two-sided "
+            f"alpha = {df.attrs['alpha']:g}, power = {df.attrs['power']:g}); inits closer than it are not told apart.")
 
 
 def _cells(df: pd.DataFrame, digits: int, infinity: str) -> tuple[list[str], list[list[str]]]:
     check(isinstance(df, pd.DataFrame) and len(df) > 0, "df", type(df).__name__, "must be a non-empty DataFrame")
-    bounds = {f"{c}_low" for c in df.columns} | {f"{c}_high" for c in df.columns}
-    shown = [c for c in df.columns if c not in bounds or c.rsplit("_", 1)[0] not in df.columns]
+    folded = {f"{c}_{part}" for c in df.columns for part in ("low", "high", "se", "mdd")}
+    shown = [c for c in df.columns if c not in folded or c.rsplit("_", 1)[0] not in df.columns]
 
     def number(value) -> str:
         if isinstance(value, str):
@@ -149,7 +173,11 @@ def _cells(df: pd.DataFrame, digits: int, infinity: str) -> tuple[list[str], lis
             return "–"
         return infinity if math.isinf(value) else f"{value:.{digits}g}"
 
-    rows = []
+    header, rows = [str(df.index.name or "")], []
+    for column in shown:
+        header.append(MEASURES.get(column, str(column)))
+        if f"{column}_mdd" in df.columns:
+            header.append(f"{header[-1]} MDD")
     for i, name in enumerate(df.index):
         cells = [label(name)]
         for column in shown:
@@ -157,8 +185,10 @@ def _cells(df: pd.DataFrame, digits: int, infinity: str) -> tuple[list[str], lis
             if f"{column}_low" in df.columns and f"{column}_high" in df.columns:
                 cell += f" [{number(df[f'{column}_low'].iloc[i])}, {number(df[f'{column}_high'].iloc[i])}]"
             cells.append(cell)
+            if f"{column}_mdd" in df.columns:
+                cells.append(number(df[f"{column}_mdd"].iloc[i]))
         rows.append(cells)
-    return [str(df.index.name or ""), *(MEASURES.get(c, str(c)) for c in shown)], rows
+    return header, rows
 
 
 def _escape(text: str) -> str:

@@ -1,9 +1,14 @@
 """RA3's EM loop and its NTP twin, with one checkpoint per round so an interrupted run resumes.
 
-Round k: E-step (train q from pi, :mod:`ra3lab.ra3.estep`), infuse the corpus with q's thoughts
+Round k: E-step (train q from pi, :mod:`ra3lab.ra3.estep`; none when ``estep.steps`` is 0, the
+``infuse0`` control, where q is pi itself), infuse the corpus with q's thoughts
 (:mod:`ra3lab.ra3.infuse`), M-step (next-token prediction of pi on the infused corpus, all tokens
 in the loss, so pi learns when and what to think). Round k's pi, tokenizer and metrics are saved
 under ``<folder>/round_<k>/``; a rerun loads the last complete round and goes on from there.
+
+Every M-step starts a fresh optimizer and learning-rate schedule with the round's seed, and the NTP
+twin restarts the same way at the same seeds on the plain corpus: RA3 and NTP differ only in the data
+(a round that infuses no thought trains exactly as NTP's round does).
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ def last_round(folder: Path) -> tuple[int, list[dict]]:
     return len(rounds), rounds
 
 
+def round_seed(seed: int, k: int) -> int:
+    """The seed of EM round k (E-step, infusion and M-step data order), shared with NTP's round k."""
+    return seed * 1000 + k
+
+
 def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, batch_size: int, lr: float, seed: int,
              log=None) -> list[float]:
     """Next-token prediction of ``model`` on programs (lists of lines), each cut to the model's context;
@@ -62,31 +72,37 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c
             progress(f"round {k + 1}/{config.midtrain.rounds} E-step {step + 1}/{config.estep.steps}: "
                      f"reward {metrics['reward']:.3f}/line, thought rate {metrics['rate']:.2f}")
 
-        round_seed = seed * 1000 + k
+        seed_k = round_seed(seed, k)
         if config.estep.method == "rl":
-            q = e_step(pi, codec, corpus, config.estep, c, round_seed, log)
-            infused = infuse(q, codec, corpus, round_seed, config.estep.max_thought_tokens, config.estep.temperature)
+            q = e_step(pi, codec, corpus, config.estep, c, seed_k, log) if config.estep.steps > 0 else pi
+            infused = infuse(q, codec, corpus, seed_k, config.estep.max_thought_tokens, config.estep.temperature,
+                             estep=config.estep)
         else:                       # BoLT-style: importance resampling from pi itself, no RL
-            infused = infuse(pi, codec, corpus, round_seed, config.estep.max_thought_tokens, config.estep.temperature,
-                             method="resample", pi=pi, c=c, group_size=config.estep.group_size)
+            infused = infuse(pi, codec, corpus, seed_k, config.estep.max_thought_tokens, config.estep.temperature,
+                             method="resample", pi=pi, c=c, group_size=config.estep.group_size,
+                             estep=config.estep)
         stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
         progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
-        losses = train_on(pi, codec, [rollout.lines for rollout in infused], config.midtrain.steps_per_round,
-                          config.midtrain.batch_size, config.midtrain.lr, round_seed)             # the M-step
+        losses = m_step(pi, codec, [rollout.lines for rollout in infused], config, seed_k)
         metrics = {"round": k, "estep": curve, "infused": stats, "mstep_loss": losses[-1],
-                   "example": infused[0].lines}
+                   "example": infused[0].lines, "placements": [sorted(rollout.thoughts) for rollout in infused]}
         save_round(pi, tokenizer, folder / f"round_{k}", metrics)
         rounds.append(metrics)
     return pi, rounds
 
 
+def m_step(pi, codec: LineCodec, programs: list[list[str]], config: DictConfig, seed: int) -> list[float]:
+    """One round's next-token prediction of ``pi`` on ``programs`` (midtrain.steps_per_round steps)."""
+    return train_on(pi, codec, programs, config.midtrain.steps_per_round, config.midtrain.batch_size,
+                    config.midtrain.lr, seed)
+
+
 def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: DictConfig, folder: Path,
         seed: int) -> object:
-    """Plain next-token prediction on the same corpus for as many steps as RA3's M-steps together."""
+    """Plain next-token prediction on the same corpus, in as many rounds as RA3 with the same M-steps and seeds."""
     if (folder / "metrics.json").exists():
         return load_model(folder)
     pi = copy.deepcopy(base)
-    losses = train_on(pi, codec, programs, config.midtrain.steps_per_round * config.midtrain.rounds,
-                      config.midtrain.batch_size, config.midtrain.lr, seed)
-    save_round(pi, tokenizer, folder, {"loss": losses[-1]})
+    losses = [m_step(pi, codec, programs, config, round_seed(seed, k)) for k in range(config.midtrain.rounds)]
+    save_round(pi, tokenizer, folder, {"loss": losses[-1][-1]})
     return pi

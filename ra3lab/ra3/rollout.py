@@ -1,33 +1,45 @@
 """Latent thoughts sampled line by line with the code teacher-forced: the E-step's rollouts and the infusion.
 
 Each row (one rollout of one snippet) reads its snippet's lines in order. Before every *decision line*
-the model q decides from the prefix alone (prior-style, k = 0): it thinks with the probability its
-next-token distribution, after the line's indent, puts on comment tokens (``codec.comment_mask``).
-A thinking row samples a comment line of at most ``max_thought_tokens`` tokens; the code line follows
-either way. All rows share one KV cache, in which what a snippet's rollouts have in common (the
-lines before its first decision) is computed once; chunks are right-padded with their pads masked out, and
-the sampled tokens of a thought are masked out and replaced by the thought line's own encoding, so
-the cache of a row always holds ``codec.encode_lines(rollout.lines)``.
+t the model q decides from the prefix alone (prior-style, ``lookahead`` k = 0), or from the prefix
+followed by the next k code lines t..t+k-1 (posterior-style, hindsight): it thinks with the probability
+its next-token distribution, after line t's indent, puts on comment tokens (``codec.comment_mask``).
+q's view of a rollout is then the code with, before each decision line's indent, its k lookahead lines
+(``rollout_ids(..., view="q")``); pi never sees them.
+A thinking row samples a comment line of at most ``max_thought_tokens`` tokens before its newline; a
+thought that reaches the cap is closed by a forced newline (probability 1 under q). The code line
+follows either way. Each rollout keeps the exact token ids q sampled and log q(z_t | s_t) of every
+choice (a thought: its tokens' tempered log-probabilities, the first one's including the choice to
+think; no thought: log(1 - comment mass)), so a bound scores exactly what q drew. All rows share one KV
+cache, in which what a snippet's rollouts have in common (the lines before its first decision) is
+computed once; chunks are right-padded with their pads masked out, and the sampled tokens of a thought
+are masked out and fed again as the whole thought line, so the cache of a row always holds
+``rollout_ids(codec, rollout)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
 
+from ra3lab.errors import check, check_choice
 from ra3lab.lm import LineCodec
 from ra3lab.lm.scoring import cache_keyword
 
 
 @dataclass(frozen=True)
 class Rollout:
-    """One snippet with the thoughts of one rollout."""
+    """One snippet with the thoughts of one rollout. A thought given only as text (``thoughts``) is encoded by
+    the line convention; a sampled one also keeps q's exact ``thought_ids``."""
 
-    snippet: tuple[str, ...]       # the code lines
-    thoughts: dict[int, str]       # snippet line index -> the thought line written before it
-    think_probs: dict[int, float]  # decision line index -> q's probability of thinking there
+    snippet: tuple[str, ...]                                   # the code lines
+    thoughts: dict[int, str] = field(default_factory=dict)     # line index -> the thought line written before it
+    think_probs: dict[int, float] = field(default_factory=dict)    # decision line -> q's probability of thinking
+    thought_ids: dict[int, tuple[int, ...]] = field(default_factory=dict)  # line -> the content ids q sampled
+    log_q: dict[int, float] = field(default_factory=dict)      # decision line -> log q(z_t | s_t) of q's choice
+    lookahead: int = 0                                          # code lines q saw past each decision line
 
     @property
     def lines(self) -> list[str]:
@@ -84,16 +96,22 @@ class _SharedCache:
 
 @torch.no_grad()
 def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decisions: list[list[bool]], repeats: int = 1,
-                    max_thought_tokens: int = 8, temperature: float = 1.0, seed: int = 0) -> list[list[Rollout]]:
+                    max_thought_tokens: int = 8, temperature: float = 1.0, seed: int = 0,
+                    lookahead: int = 0) -> list[list[Rollout]]:
     """``repeats`` rollouts of each snippet: ``result[i][g]`` is rollout g of snippet i.
 
     decisions[i][t]: whether a thought may be written before line t of snippet i (False for context
-    lines such as a function header). Deterministic per ``seed``.
+    lines such as a function header); lookahead: the code lines q sees past each decision line (k).
+    Deterministic per ``seed``.
     """
+    check(isinstance(lookahead, int) and lookahead >= 0, "estep.lookahead", lookahead,
+          "must be an integer >= 0 (0: prior-style q, k > 0: q sees the next k lines)")
     generator = torch.Generator().manual_seed(seed)
     rows = [i for i in range(len(snippets)) for _ in range(repeats)]
     thoughts: list[dict[int, str]] = [{} for _ in rows]
     think_probs: list[dict[int, float]] = [{} for _ in rows]
+    thought_ids: list[dict[int, tuple[int, ...]]] = [{} for _ in rows]
+    log_q: list[dict[int, float]] = [{} for _ in rows]
     model_was_training = model.training
     model.eval()
     # what the rollouts of a snippet share (bos, the lines before its first decision line, that line's
@@ -101,7 +119,8 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
     first = [next((t for t, may in enumerate(d) if may), len(s)) for s, d in zip(snippets, decisions)]
     cache = _SharedCache(model, len(snippets), codec.pad_id)
     cache.feed([[codec.bos_id, *(i for line in s[:f] for i in codec.encode_line(line)),
-                 *(codec.indent_ids(s[f]) if f < len(s) else [])] for s, f in zip(snippets, first)])
+                 *(ahead(codec, s, f, lookahead) + codec.indent_ids(s[f]) if f < len(s) else [])]
+                for s, f in zip(snippets, first)])
     cache.repeat(repeats)
     pending: list[list[int]] = [[] for _ in rows]
     comment = codec.comment_mask[: cache.last.shape[1]]
@@ -112,7 +131,7 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
             if first[i] <= t < len(snippets[i]):
                 line = snippets[i][t]
                 if decisions[i][t]:
-                    pending[r] += codec.indent_ids(line) if t > first[i] else []
+                    pending[r] += ahead(codec, snippets[i], t, lookahead) + codec.indent_ids(line) if t > first[i] else []
                     deciding[r] = True
                 else:
                     pending[r] += codec.encode_line(line)
@@ -123,46 +142,86 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
         p_think = ((cache.last / temperature).softmax(-1) * comment).sum(-1)
         think = deciding & (torch.rand(len(rows), generator=generator) < p_think)
         if think.any():
-            for r, text in _sample_comment_lines(cache, think, comment, newline, codec, max_thought_tokens,
-                                                 temperature, generator).items():
+            for r, (ids, logq) in _sample_comment_lines(cache, think, comment, newline, max_thought_tokens,
+                                                        temperature, generator).items():
                 line = snippets[rows[r]][t]
-                thought = codec.split(line)[0] + _printable(codec, text, max_thought_tokens)
-                thoughts[r][t] = thought
-                pending[r] += codec.content_ids(thought) + codec.indent_ids(line)
+                thoughts[r][t] = codec.split(line)[0] + _printable(codec.decode(ids))
+                thought_ids[r][t] = tuple(ids)
+                log_q[r][t] = logq
+                pending[r] += closed(codec, ids) + codec.indent_ids(line)
         for r in deciding.nonzero().squeeze(1).tolist():
             pending[r] += codec.content_ids(snippets[rows[r]][t])
             think_probs[r][t] = float(p_think[r])
+            if not think[r]:
+                log_q[r][t] = float(torch.log1p(-p_think[r].clamp(max=1 - 1e-6)))
     model.train(model_was_training)
-    rollouts = [Rollout(tuple(snippets[i]), thoughts[r], think_probs[r]) for r, i in enumerate(rows)]
+    rollouts = [Rollout(tuple(snippets[i]), thoughts[r], think_probs[r], thought_ids[r], log_q[r], lookahead)
+                for r, i in enumerate(rows)]
     return [rollouts[i * repeats:(i + 1) * repeats] for i in range(len(snippets))]
 
 
-def _printable(codec: LineCodec, text: str, max_tokens: int) -> str:
-    """``text`` without characters that are not printable (bytes cut mid-character decode to U+FFFD),
-    shortened until its encoding holds at most ``max_tokens`` tokens before the newline."""
-    while True:
-        text = "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").rstrip() or "#"
-        ids = codec.content_ids(text)[:-1]
-        if len(ids) <= max_tokens:
-            return text
-        text = codec.decode(ids[:max_tokens])
+def closed(codec: LineCodec, ids) -> list[int]:
+    """A thought's content ids as the sequence holds them: a thought cut at the cap gets its forced newline."""
+    ids = list(ids)
+    return ids if ids and codec.newline_mask[ids[-1]] else ids + [codec.newline_id]
+
+
+def ahead(codec: LineCodec, snippet, t: int, k: int) -> list[int]:
+    """Ids of the k code lines from line t on (fewer at the end of the snippet): what a posterior-style q sees."""
+    return [i for line in snippet[t:t + k] for i in codec.encode_line(line)]
+
+
+def rollout_ids(codec: LineCodec, rollout: Rollout, view: str = "pi"
+                ) -> tuple[list[int], list[tuple[int, int, tuple[int, int] | None]]]:
+    """(ids, places): the rollout's token ids after bos, and per snippet line t ``(first, end, thought)``: where
+    line t's content tokens start and end, and the ``(start, end)`` of the thought's content before it (None
+    when there is none). Sampled thoughts keep q's exact ids (closed by a forced newline where cut); thoughts
+    given as text are encoded by the line convention. ``view="q"`` is what q saw: each decision line's
+    lookahead lines inserted before its indent."""
+    check_choice("view", view, ("pi", "q"))
+    ids, places = [codec.bos_id], []
+    for t, line in enumerate(rollout.snippet):
+        indent = codec.indent_ids(line)
+        if view == "q" and t in rollout.log_q:
+            ids += ahead(codec, rollout.snippet, t, rollout.lookahead)
+        thought = None
+        if t in rollout.thoughts:
+            content = (closed(codec, rollout.thought_ids[t]) if t in rollout.thought_ids
+                       else codec.content_ids(rollout.thoughts[t]))
+            ids += codec.indent_ids(rollout.thoughts[t]) if t not in rollout.thought_ids else indent
+            thought = (len(ids), len(ids) + len(content))
+            ids += content
+        ids += indent
+        first = len(ids)
+        ids += codec.content_ids(line)
+        places.append((first, len(ids), thought))
+    return ids, places
+
+
+def _printable(text: str) -> str:
+    """A sampled thought's text for the corpus: its first line, without characters that are not printable
+    (bytes cut mid-character decode to U+FFFD); ``#`` when nothing is left."""
+    text = text.split("\n")[0]
+    return "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").rstrip() or "#"
 
 
 def _sample_comment_lines(cache: _SharedCache, think: torch.Tensor, comment: torch.Tensor, newline: torch.Tensor,
-                          codec: LineCodec, max_tokens: int, temperature: float, generator) -> dict[int, str]:
-    """Sample one comment line per thinking row from the cache's current logits; returns row -> ``# text``.
+                          max_tokens: int, temperature: float, generator) -> dict[int, tuple[list[int], float]]:
+    """Sample one comment line per thinking row from the cache's current logits; returns row -> (the sampled
+    content ids, log q of them at ``temperature``).
 
-    The first token is drawn among comment tokens, the next ones freely until a token holding a newline
-    or ``max_tokens`` tokens. The sampled tokens are then masked out of the cache (the caller feeds the
-    line's own encoding)."""
+    The first token is drawn among comment tokens (its log q, log softmax at that token, includes the choice to
+    think), the next ones freely until a token holding a newline or ``max_tokens`` tokens. The sampled tokens are
+    then masked out of the cache (the caller feeds the whole thought line)."""
     active = think.clone()
     sampled: list[list[int]] = [[] for _ in range(len(think))]
+    logq = torch.zeros(len(think), dtype=torch.float64)
     fed_columns = 0
     for step in range(max_tokens):
-        probs = (cache.last / temperature).softmax(-1)
-        if step == 0:
-            probs = probs * comment
+        logprobs = (cache.last / temperature).log_softmax(-1)
+        probs = logprobs.exp() * comment if step == 0 else logprobs.exp()
         tokens = torch.multinomial(probs + (~active)[:, None], 1, generator=generator).squeeze(1)  # inactive: any
+        logq += torch.where(active, logprobs.gather(1, tokens[:, None]).squeeze(1).double(), 0.0)
         for r in active.nonzero().squeeze(1).tolist():
             sampled[r].append(int(tokens[r]))
         active &= ~newline[tokens]
@@ -172,4 +231,4 @@ def _sample_comment_lines(cache: _SharedCache, think: torch.Tensor, comment: tor
         fed_columns += 1
     cache.forget(think.nonzero().squeeze(1), fed_columns,
                  torch.tensor([max(len(tokens) - 1, 0) for tokens in sampled]))
-    return {r: codec.decode(sampled[r]).split("\n")[0].rstrip() for r in think.nonzero().squeeze(1).tolist()}
+    return {r: (sampled[r], float(logq[r])) for r in think.nonzero().squeeze(1).tolist()}

@@ -2,9 +2,14 @@
 
 An arm is a name: ``base`` (no mid-training), a reference trained by next-token prediction on its
 own rendering of the corpus (``ntp``: the plain code; ``oracle`` / ``random``: teacher comments),
-or ``ra3_c<c>`` (RA3's EM rounds with penalty c). Each trained arm's model is saved under
-``checkpoints/<arm>/`` (RA3: one folder per round), which makes a run resumable inside an arm and
-gives post-training its starting points.
+``infuse0`` (RA3's rounds with no E-step: q is pi itself, what the E-step adds is the difference), or
+``ra3_c<c>`` (RA3's EM rounds with penalty c). ``random`` comes last: it places as many comments per
+snippet as the RA3 arm of the first c infused. Each trained arm's model is saved under
+``checkpoints/<arm>/`` (RA3 and infuse0: one folder per round), which makes a run resumable inside an
+arm and gives post-training its starting points.
+
+Every arm is evaluated the same way (:func:`evaluate_arm`): sampled pass@k with thought and truncation
+rates, and optionally decision-greedy pass@1 under ``decision_greedy_``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ra3lab.errors import check, check_choice
+from ra3lab.evaluation import EvalConfig, SandboxPool, evaluate
 from ra3lab.lm import LineCodec, build_model, load_model
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus
-from ra3lab.ra3.reward import BASELINES, KINDS
+from ra3lab.ra3.reward import BASELINES, KINDS, RETURNS
+
+REMAINDER = "random"     # the arm trained last, matched to an RA3 arm's thought counts
 
 
 def say(message: str) -> None:
@@ -37,13 +45,52 @@ def validate_method(config: DictConfig) -> None:
     check_choice("estep.method", config.estep.method, ("rl", "resample"))
     check_choice("estep.reward", config.estep.reward, KINDS)
     check_choice("estep.baseline", config.estep.baseline, BASELINES)
+    check_choice("estep.returns", config.estep.returns, RETURNS)
+    check(isinstance(config.estep.lookahead, int) and config.estep.lookahead >= 0, "estep.lookahead",
+          config.estep.lookahead, "must be an integer >= 0 (0: prior-style q; k: q sees the next k code lines)")
+    for key in ("kl_coef", "entropy_coef"):
+        check(config.estep[key] >= 0, f"estep.{key}", config.estep[key], "must be >= 0")
+    check(0 <= config.estep.ema_decay < 1, "estep.ema_decay", config.estep.ema_decay, "must lie in [0, 1)")
+    check(config.estep.entropy_coef == 0 or config.estep.method == "rl", "estep.entropy_coef",
+          config.estep.entropy_coef, "shapes the RL E-step's reward: use it with estep.method=rl")
+    check(REMAINDER not in config.references or len(config.cs) > 0, "references", list(config.references),
+          "random placement is matched to the thoughts of the RA3 arm of the first c: give at least one c in cs")
+    eval_config(config)
     check(config.midtrain.rounds >= 1, "midtrain.rounds", config.midtrain.rounds, "need at least 1 EM round")
     check(config.midtrain.steps_per_round >= 1, "midtrain.steps_per_round", config.midtrain.steps_per_round,
           "need at least 1 M-step")
 
 
+def eval_config(config: DictConfig, decoding: str | None = None) -> EvalConfig:
+    """The study's ``eval`` block as an EvalConfig (L_z of the budget: estep.max_thought_tokens)."""
+    spec = config.eval
+    return EvalConfig(decoding=decoding or spec.decoding, n=spec.n, temperature=spec.temperature, k=tuple(spec.k),
+                      max_new_tokens=spec.max_new_tokens, thought_tokens=config.estep.max_thought_tokens,
+                      seed=int(config.seed))
+
+
+def evaluate_arm(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig, suffix: str = "") -> dict:
+    """The arm's pass@k and how it thought and truncated (:meth:`Evaluation.summary` keys, ``<key><suffix>``),
+    with eval.decoding; then, when eval.decision_greedy, the same under ``decision_greedy_<key><suffix>``."""
+    result = {f"{key}{suffix}": value for key, value in
+              evaluate(model, tokenizer, tasks, pool, eval_config(config)).summary().items()}
+    if config.eval.decision_greedy:
+        greedy = evaluate(model, tokenizer, tasks, pool, eval_config(config, "decision_greedy")).summary()
+        result.update({f"decision_greedy_{key}{suffix}": value for key, value in greedy.items()})
+    return result
+
+
 def arm_names(config: DictConfig) -> list[str]:
-    return ["base", *config.references, *(f"ra3_c{c:g}" for c in config.cs)]
+    """base, the references, RA3 per c; ``random`` last (it needs RA3's thought counts)."""
+    first = [arm for arm in config.references if arm != REMAINDER]
+    return ["base", *first, *(f"ra3_c{c:g}" for c in config.cs), *([REMAINDER] if REMAINDER in config.references
+                                                                    else [])]
+
+
+def ra3_placements(config: DictConfig, checkpoints: Path) -> list[list[int]]:
+    """Per training snippet, the lines before which the RA3 arm of the first c put a thought in its last round."""
+    _, rounds = em.last_round(checkpoints / f"ra3_c{config.cs[0]:g}")
+    return rounds[-1]["placements"]
 
 
 def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: list[list[str]], folder: Path):
@@ -67,7 +114,10 @@ def arm_model(arm: str, base, tokenizer, codec: LineCodec, train: Corpus, refere
         return base, {}
     if arm in references:
         return em.ntp(base, tokenizer, codec, references[arm], config, checkpoints / arm, seed), {}
-    c = float(arm.removeprefix("ra3_c"))
+    if arm == "infuse0":
+        c, config = 0.0, OmegaConf.merge(config, {"estep": {"method": "rl", "steps": 0}})
+    else:
+        c = float(arm.removeprefix("ra3_c"))
     model, rounds = em.ra3(base, tokenizer, codec, train, config, c, checkpoints / arm, seed,
                            lambda message: say(f"{arm} {message}"))
     curve = rounds[-1]["estep"]
@@ -82,7 +132,7 @@ def log_estep_curves(run, arms: list[str], checkpoints: Path) -> None:
     CodeWorld, ``rationale/boundary_precision|recall|f1``; ``arm`` and ``round`` say where from."""
     step = 0
     for arm in arms:
-        if not arm.startswith("ra3_c"):
+        if not arm.startswith("ra3_c"):         # infuse0 has no E-step curve
             continue
         _, rounds = em.last_round(checkpoints / arm)
         for metrics in rounds:

