@@ -19,12 +19,14 @@ from ra3lab.lm.generate import DecisionGreedy, completion_of
 
 @pytest.fixture(scope="module")
 def world():
-    """A tiny model pre-trained on CodeWorld programs that carry an intent comment before every skill."""
+    """A tiny model pre-trained on CodeWorld programs that carry an intent comment before every skill, each
+    program ending with eos (so the model learns where a function ends)."""
     programs = CodeWorld(comment_fraction=1.0).sample(120, seed=0)
     tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=320)
     codec = LineCodec(tokenizer)
     model = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0)
-    train_ntp(model, [codec.encode_lines(p.lines())[0] for p in programs], steps=80, batch_size=16, lr=1e-2)
+    train_ntp(model, [codec.encode_lines(p.lines())[0] + [codec.eos_id] for p in programs], steps=80, batch_size=16,
+              lr=1e-2)
     tasks = CodeWorld().tasks(6, "heldout", seed=3)
     return model, tokenizer, codec, tasks
 
@@ -65,7 +67,9 @@ def test_sampled_evaluation_is_reproducible_by_seed_and_thinks(world, pool):
     assert not all(np.array_equal(getattr(first, n), getattr(other, n)) for n in ("thoughts", "code_lines",
                                                                                   "thought_tokens"))
     summary = first.summary()
+    print(summary)
     assert summary["thought_rate"] > 0                  # sampling lets a model pre-trained with comments think
+    assert summary["truncation_rate"] < 0.5             # it ends its bodies within the derived budget
     assert summary["thought_rate"] == first.thoughts.sum() / first.code_lines.sum()
     greedy = evaluate(model, tokenizer, tasks, pool, EvalConfig(decoding="greedy", k=(1,)))
     assert greedy.passed.shape == (6, 1) and set(greedy.summary()) >= {"pass@1", "truncation_rate"}
@@ -95,7 +99,7 @@ def test_completions_report_truncation_and_their_thoughts(world):
     generator = HFGenerator(model, tokenizer)
     short = generator.generate([tasks[0]["prompt"]] * 3, budgets=[2, 3, 400], decoding="sample", seed=0)
     assert [c.truncated for c in short[:2]] == [True, True] and short[0].tokens == 2
-    assert not short[2].truncated or short[2].tokens == 400
+    assert not short[2].truncated and short[2].tokens < 400          # the model ends the body itself
     way = thinking(codec, "    # count the evens\n    n = 0\n\n    # done\n    return n\n")
     assert (way.thoughts, way.code_lines) == (2, 2)
     assert way.thought_tokens == len(codec.content_ids("# count the evens")) + len(codec.content_ids("# done")) - 2

@@ -23,7 +23,7 @@ from ra3lab.errors import check
 from ra3lab.evaluation.passk import pass_at_k
 from ra3lab.evaluation.pool import Limits, SandboxPool
 from ra3lab.lm.codec import LineCodec
-from ra3lab.lm.generate import DECODINGS, Completion, HFGenerator, check_decoding
+from ra3lab.lm.generate import Completion, HFGenerator, check_decoding
 
 END_TOKENS = 4          # budget for the token(s) that end a body (a newline, an unindented line)
 
@@ -128,7 +128,6 @@ def evaluate(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: Eva
              limits: Limits | None = None, batch_size: int = 16) -> Evaluation:
     """Complete and verify every task ``config.samples`` times (batches of ``batch_size`` prompts, seeded per
     batch); the model is evaluated in eval mode and left in the mode it was in."""
-    check(config.decoding in DECODINGS, "eval.decoding", config.decoding, f"choose one of {', '.join(DECODINGS)}")
     training = model.training
     model.eval()
     generator = HFGenerator(model, tokenizer)

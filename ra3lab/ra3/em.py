@@ -51,11 +51,13 @@ def round_seed(seed: int, k: int) -> int:
 
 
 def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, batch_size: int, lr: float, seed: int,
-             log=None) -> list[float]:
+             log=None, eos: bool = False) -> list[float]:
     """Next-token prediction of ``model`` on programs (lists of lines), each cut to the model's context;
-    the M-step, the NTP arm and pre-training. Returns the per-step losses."""
+    the M-step, the NTP arm and pre-training. ``eos``: end every program with the eos token, so that a model
+    trained on whole functions learns where one ends (and stops there when it generates); leave it off for
+    snippets cut anywhere. Returns the per-step losses."""
     context = model.config.max_position_embeddings
-    sequences = [codec.encode_lines(program)[0][:context] for program in programs]
+    sequences = [(codec.encode_lines(program)[0] + [codec.eos_id] * eos)[:context] for program in programs]
     return train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
 
 
@@ -92,9 +94,10 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c
 
 
 def m_step(pi, codec: LineCodec, programs: list[list[str]], config: DictConfig, seed: int) -> list[float]:
-    """One round's next-token prediction of ``pi`` on ``programs`` (midtrain.steps_per_round steps)."""
+    """One round's next-token prediction of ``pi`` on ``programs`` (midtrain.steps_per_round steps; an eos after
+    each program when midtrain.eos)."""
     return train_on(pi, codec, programs, config.midtrain.steps_per_round, config.midtrain.batch_size,
-                    config.midtrain.lr, seed)
+                    config.midtrain.lr, seed, eos=config.midtrain.get("eos", False))
 
 
 def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: DictConfig, folder: Path,

@@ -101,7 +101,7 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     say(f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for {config.pretrain.steps} steps")
     losses = em.train_on(model, codec, programs, config.pretrain.steps, config.pretrain.batch_size, config.pretrain.lr,
                          config.seed, log=lambda step, loss: say(f"pre-training step {step}: loss {loss:.3f}")
-                         if step % 100 == 0 else None)
+                         if step % 100 == 0 else None, eos=config.midtrain.eos)
     em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
     return model
 
