@@ -1,13 +1,28 @@
 """RLVR: GRPO with TRL's ``GRPOTrainer`` from a saved causal LM on HumanEval-format tasks, rewarded by unit tests.
 
 TRL does the GRPO: group-relative advantages ((r - group mean) / (group std + 1e-4)), the clipped objective (its
-default ``loss_type="dapo"``: averaged over all completion tokens of the step), the KL term, AdamW, checkpoints
-and resuming. The rollout is ours, handed to TRL as ``rollout_func``, because TRL's own transformers-generate path
-stops only at eos or ``max_completion_length``: here a prompt is encoded by the line convention (as
-:class:`~ra3lab.lm.HFGenerator` encodes it), completions are sampled from the softmax at ``temperature`` (top-k,
-top-p and repetition penalty off, so TRL's tempered log-probabilities are those of the sampler) with a seed fixed
-by (seed, step), and each stops at the end of its function body. A completion keeps the token that ended the body,
-the model's choice to stop, which the reward cuts off.
+default ``loss_type="dapo"``: averaged over all completion tokens of the step that enter the loss), the KL term,
+AdamW, checkpoints and resuming. The rollout is ours, handed to TRL as ``rollout_func``, because TRL's own
+transformers-generate path stops only at eos or ``max_completion_length``: here a prompt is encoded by the line
+convention (as :class:`~ra3lab.lm.HFGenerator` encodes it), completions are sampled from the softmax at
+``temperature`` (top-k, top-p and repetition penalty off, so TRL's tempered log-probabilities are those of the
+sampler) with a seed fixed by (seed, step), and each stops at the end of its function body or at its task's token
+budget: ``max_new_tokens``, or by default the budget evaluation derives from the task
+(:func:`ra3lab.evaluation.solve.budget`: the reference body plus room for a thought of ``eval.thought_tokens``
+before each line). A completion keeps the token that ended the body, the model's choice to stop, which the reward
+cuts off.
+
+A *truncated* completion (its budget ran out before the body ended) is kept out of the loss: the rollout hands TRL
+an ``env_mask`` of zeros for its tokens (ones for every other completion), which TRL multiplies into the loss mask;
+its reward still enters its group's mean and std. TRL's ``mask_truncated_completions`` is not used: it calls a
+completion truncated when its last token is not eos or pad, and ours end at the token that closes the body, so it
+would mask every completion. A step whose completions are all truncated has loss 0 and zero gradients (the dapo
+loss divides by the unmasked token count clamped to >= 1); AdamW's moments from earlier steps still move the
+weights. ``rlvr/truncated_fraction`` logs the share per step.
+
+Held-out evaluation is :func:`ra3lab.evaluation.evaluate` under an :class:`~ra3lab.evaluation.EvalConfig`
+(sampled pass@k by default, with the thought and truncation rates), with the same seed at every evaluation step,
+so the points of a curve differ by the weights, not by the random numbers.
 
 Runs are deterministic per seed on one device: the data order is fixed by the seed up front (one epoch of
 ``steps * prompts_per_step`` rows that TRL reads in order), sampling by (seed, step), and the Trainer restores
@@ -32,15 +47,18 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import pad
 
 from ra3lab.errors import check
-from ra3lab.evaluation import Limits, SandboxPool, solved
+from ra3lab.evaluation import EvalConfig, Limits, SandboxPool, evaluate
+from ra3lab.evaluation.solve import budget
 from ra3lab.evaluation.tasks import REQUIRED
 from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer
-from ra3lab.lm.generate import STOP, StopWhenCut, cut, prompt_ids
+from ra3lab.lm.generate import STOP, StopWhenCut, completion_of, cut, prompt_ids
 from ra3lab.rlvr.callbacks import StepMetrics
 from ra3lab.rlvr.reward import unit_test_reward
 from ra3lab.runs import atomic_write, json_safe
 
-EVAL_BATCH = 64         # prompts per generate call in evaluation
+EVAL_BATCH = 64         # completions per generate call in evaluation
+EVAL_METRICS = ("thought_rate", "thought_length", "truncation_rate", "pass_with_thought", "pass_without_thought")
+EVAL = EvalConfig()     # train_rlvr's default held-out evaluation: 8 samples per task at temperature 0.8
 MANIFEST = "rlvr.json"  # in output_dir: what the run was started with, so a resume can check it is the same run
 
 
@@ -64,16 +82,18 @@ class RLVRConfig:
     lr: float = 1e-6            # AdamW learning rate, constant
     beta: float = 0.0           # KL coefficient to the starting model; 0: no reference model
     temperature: float = 1.0    # sampling temperature of the rollouts, > 0
-    max_new_tokens: int = 256   # completion budget in tokens, in training and in evaluation
-    eval_every: int = 10        # steps between greedy pass@1 evaluations (also at step 0 and the last step)
+    max_new_tokens: int | None = None   # rollout budget in tokens for every task; None: each task's derived budget
+    eval_every: int = 10        # steps between held-out evaluations (also at step 0 and the last step)
     save_every: int = 50        # steps between checkpoints in output_dir (also at the last step)
     seed: int = 0               # data order, rollout sampling and TRL's seed
     timeout_s: float = 5.0      # wall and CPU seconds per program in the sandbox
 
     def __post_init__(self):
-        for field, least in (("steps", 1), ("group_size", 2), ("prompts_per_step", 1), ("max_new_tokens", 1),
-                             ("eval_every", 1), ("save_every", 1)):
+        for field, least in (("steps", 1), ("group_size", 2), ("prompts_per_step", 1), ("eval_every", 1),
+                             ("save_every", 1)):
             _integer(field, getattr(self, field), least)
+        if self.max_new_tokens is not None:
+            _integer("max_new_tokens", self.max_new_tokens, 1)
         check(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", self.seed, "must be an integer")
         _number("lr", self.lr, self.lr > 0, "must be a number > 0")
         _number("beta", self.beta, self.beta >= 0, "must be a number >= 0 (0: no KL term, no reference model)")
@@ -81,21 +101,23 @@ class RLVRConfig:
         _number("timeout_s", self.timeout_s, self.timeout_s > 0, "must be a positive number of seconds")
 
 
-def grpo_args(config: RLVRConfig, output_dir: Path) -> GRPOConfig:
+def grpo_args(config: RLVRConfig, output_dir: Path, max_completion_length: int) -> GRPOConfig:
     """TRL's config for ``config``: one generation batch of ``prompts_per_step * group_size`` completions per
-    optimizer step, read in dataset order, float32, a log every step, checkpoints every ``save_every`` steps.
-    ``use_cache`` stays on, so the saved model generates with its KV cache as before."""
+    optimizer step, read in dataset order, float32, a log every step, checkpoints every ``save_every`` steps;
+    ``max_completion_length``: the largest rollout budget, tokens. ``use_cache`` stays on, so the saved model
+    generates with its KV cache as before."""
     return GRPOConfig(
         output_dir=str(output_dir), max_steps=config.steps, learning_rate=config.lr, lr_scheduler_type="constant",
         per_device_train_batch_size=config.prompts_per_step * config.group_size, gradient_accumulation_steps=1,
         num_generations=config.group_size, beta=config.beta, temperature=config.temperature,
-        max_completion_length=config.max_new_tokens, shuffle_dataset=False, seed=config.seed,
+        max_completion_length=max_completion_length, shuffle_dataset=False, seed=config.seed,
         save_strategy="steps", save_steps=config.save_every, logging_steps=1, report_to="none", disable_tqdm=True,
         bf16=False, gradient_checkpointing=False, use_cache=True, disable_dropout=True, dataloader_pin_memory=False)
 
 
-def check_tasks(field: str, tasks) -> dict[str, dict]:
-    """``{task_id: task}`` of a non-empty list of HumanEval-format tasks; ConfigError naming the first bad one."""
+def check_tasks(field: str, tasks, reference: str | None = None) -> dict[str, dict]:
+    """``{task_id: task}`` of a non-empty list of HumanEval-format tasks; ConfigError naming the first bad one.
+    ``reference``: the budget field that is null, so every task needs a ``canonical_solution`` to derive one from."""
     check(isinstance(tasks, list | tuple) and len(tasks) > 0, field, type(tasks).__name__,
           "give a non-empty list of HumanEval-format task dicts")
     by_id: dict[str, dict] = {}
@@ -108,13 +130,21 @@ def check_tasks(field: str, tasks) -> dict[str, dict]:
                   "missing or not a string: a task needs string fields task_id, prompt, test and entry_point")
         check(task["prompt"].endswith("\n"), f"{where}.prompt", task["prompt"][-40:], "must end with a newline")
         check(task["task_id"] not in by_id, f"{where}.task_id", task["task_id"], "duplicate: task ids must be unique")
+        check(reference is None or isinstance(task.get("canonical_solution"), str), f"{where}.canonical_solution",
+              task.get("canonical_solution"), f"missing: {reference} is null, so the token budget derives from the "
+              f"reference body; give one or set {reference}")
         by_id[task["task_id"]] = task
     return by_id
 
 
-def pass_at_1(model, tokenizer, tasks: list[dict], pool: SandboxPool, limits: Limits, max_new_tokens: int) -> float:
-    """Greedy pass@1: the fraction of ``tasks`` whose greedy completion passes."""
-    return float(solved(model, tokenizer, tasks, pool, max_new_tokens, limits=limits, batch_size=EVAL_BATCH).mean())
+def held_out(model, tokenizer, tasks: list[dict], name: str, pool: SandboxPool, eval: EvalConfig,
+             limits: Limits) -> dict[str, float]:
+    """``{eval/<metric>/<name>: value}`` of one :func:`~ra3lab.evaluation.evaluate` of ``tasks``: ``pass@<k>``
+    for each k of ``eval.ks`` and ``EVAL_METRICS`` (rates in [0, 1], ``thought_length`` in tokens); a pass rate
+    with or without a thought is left out when no completion falls in its group."""
+    summary = evaluate(model, tokenizer, tasks, pool, eval, limits, EVAL_BATCH).summary()
+    keys = [*(f"pass@{k}" for k in eval.ks), *EVAL_METRICS]
+    return {f"eval/{key}/{name}": summary[key] for key in keys if summary[key] is not None}
 
 
 def through_body_end(codec: LineCodec, ids: list[int]) -> list[int]:
@@ -132,25 +162,33 @@ def through_body_end(codec: LineCodec, ids: list[int]) -> list[int]:
     return ids[:end]
 
 
-def line_rollout(codec: LineCodec, config: RLVRConfig, clock: StepMetrics) -> Callable[[list[str], GRPOTrainer], dict]:
-    """TRL's ``rollout_func``: one completion per prompt row (TRL repeats each prompt ``group_size`` times), timed
-    by ``clock``; returns ``{prompt_ids, completion_ids, logprobs: None}`` (TRL scores the tokens itself)."""
+def line_rollout(codec: LineCodec, config: RLVRConfig, budgets: Mapping[str, int], metrics: StepMetrics
+                 ) -> Callable[[list[str], GRPOTrainer], dict]:
+    """TRL's ``rollout_func``: one completion per prompt row (TRL repeats each prompt ``group_size`` times) of at
+    most ``budgets[prompt]`` new tokens, timed and counted by ``metrics``. Returns ``{prompt_ids, completion_ids,
+    logprobs: None, env_mask}`` (TRL scores the tokens itself); ``env_mask[row]``: one 0/1 per completion token,
+    all 0 for a truncated completion (kept out of the loss, module docstring), all 1 otherwise."""
 
     def rollout(prompts: list[str], trainer: GRPOTrainer) -> dict:
         model = trainer.accelerator.unwrap_model(trainer.model)
         rows = prompt_ids(codec, prompts)
+        limits = [budgets[prompt] for prompt in prompts]
         width = max(map(len, rows))
         ids = pad([torch.tensor(row) for row in rows], padding_value=codec.pad_id, padding_side="left")
         mask = pad([torch.ones(len(row), dtype=torch.long) for row in rows], padding_value=0, padding_side="left")
-        with clock.generating(), torch.random.fork_rng(), torch.no_grad():
+        with metrics.generating(), torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(config.seed * 100_003 + trainer.state.global_step)
             out = model.generate(
                 input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                max_new_tokens=config.max_new_tokens, do_sample=True, temperature=config.temperature, top_k=0,
+                max_new_tokens=max(limits), do_sample=True, temperature=config.temperature, top_k=0,
                 top_p=1.0, repetition_penalty=1.0, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id,
-                stopping_criteria=StoppingCriteriaList([StopWhenCut(codec, width, STOP)]))
-        completions = [through_body_end(codec, row[width:].tolist()) for row in out.cpu()]
-        return {"prompt_ids": rows, "completion_ids": completions, "logprobs": None}
+                stopping_criteria=StoppingCriteriaList([StopWhenCut(codec, width, STOP, limits)]))
+        generated = [row[width:width + limit].tolist() for row, limit in zip(out.cpu(), limits)]
+        completions = [through_body_end(codec, ids) for ids in generated]
+        truncated = [completion_of(codec, ids, limit).truncated for ids, limit in zip(generated, limits)]
+        metrics.rolled_out([len(ids) for ids in completions], truncated)
+        return {"prompt_ids": rows, "completion_ids": completions, "logprobs": None,
+                "env_mask": [[0 if cut_off else 1] * len(ids) for ids, cut_off in zip(completions, truncated)]}
 
     return rollout
 
@@ -178,47 +216,63 @@ def _claim(output_dir: Path, manifest: dict) -> None:
         atomic_write(path, json.dumps(manifest, indent=2))
 
 
+def rollout_budgets(codec: LineCodec, tasks: list[dict], config: RLVRConfig, eval: EvalConfig) -> dict[str, int]:
+    """``{prompt: budget}``, tokens per rollout: ``config.max_new_tokens``, or when it is None the task's derived
+    budget with room for thoughts of ``eval.thought_tokens`` (the largest where tasks share a prompt)."""
+    budgets: dict[str, int] = {}
+    for task in tasks:
+        own = config.max_new_tokens or budget(codec, task, eval.thought_tokens)
+        budgets[task["prompt"]] = max(own, budgets.get(task["prompt"], 0))
+    return budgets
+
+
 def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict] | Mapping[str, list[dict]],
                config: RLVRConfig, output_dir: Path, pool: SandboxPool,
-               log: Callable[[int, dict], None] | None = None) -> dict:
+               log: Callable[[int, dict], None] | None = None, eval: EvalConfig = EVAL) -> dict:
     """GRPO from the model and tokenizer in ``checkpoint`` (a save_pretrained directory or hub name) on
     ``train_tasks``; returns ``{"model_dir", "steps", "history", <last eval metrics>}``.
 
-    eval_tasks: the held-out set, named "heldout", or ``{name: tasks}``; greedy pass@1 on each is logged as
-    ``eval/pass@1/<name>``. ``log(step, metrics)`` gets every step's ``rlvr/`` metrics (see
+    eval_tasks: the held-out set, named "heldout", or ``{name: tasks}``; each is evaluated under ``eval`` (the
+    same seed every time) and logged as ``eval/pass@<k>/<name>`` for each k of ``eval.ks`` and
+    ``eval/<metric>/<name>`` for the metrics of ``EVAL_METRICS`` (see :func:`held_out`); ``eval/pass@1/<name>`` is
+    the convergence curve. ``log(step, metrics)`` gets every step's ``rlvr/`` metrics (see
     :class:`~ra3lab.rlvr.callbacks.StepMetrics`) and the evaluations. ``output_dir`` holds TRL's checkpoints
     (``checkpoint-<step>/``), ``rlvr.json`` and, at the end, the trained model and tokenizer in ``final/``. Called
     again on the same output_dir with the same inputs, the run resumes from its last checkpoint, and ``log`` gets the
     steps after it again; "history" holds every logged row from step 0. Bad input raises ConfigError before training.
     """
     check(isinstance(config, RLVRConfig), "config", type(config).__name__, "give an RLVRConfig")
-    tasks_by_id = check_tasks("train_tasks", train_tasks)
+    check(isinstance(eval, EvalConfig), "eval", type(eval).__name__, "give an EvalConfig")
+    tasks_by_id = check_tasks("train_tasks", train_tasks, None if config.max_new_tokens else "max_new_tokens")
     eval_sets = {"heldout": eval_tasks} if isinstance(eval_tasks, list | tuple) else eval_tasks
     check(isinstance(eval_sets, Mapping) and len(eval_sets) > 0, "eval_tasks", type(eval_tasks).__name__,
           "give a list of tasks or a non-empty {name: tasks} mapping")
     for name, tasks in eval_sets.items():
         check(isinstance(name, str) and name and "/" not in name, "eval_tasks", name,
               "task set names must be non-empty strings without '/'")
-        check_tasks(f"eval_tasks[{name!r}]", tasks)
+        check_tasks(f"eval_tasks[{name!r}]", tasks, None if eval.max_new_tokens else "eval.max_new_tokens")
     model = load_model(str(checkpoint))
     tokenizer = load_tokenizer(str(checkpoint))
     check_compatible(model, tokenizer)
     output_dir = Path(output_dir)
-    _claim(output_dir, {"checkpoint": str(checkpoint), "config": asdict(config), "train_tasks": list(tasks_by_id)})
+    _claim(output_dir, json.loads(json.dumps({"checkpoint": str(checkpoint), "config": asdict(config),
+                                              "eval": asdict(eval), "train_tasks": list(tasks_by_id)})))
 
     limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
+    codec = LineCodec(tokenizer)
+    budgets = rollout_budgets(codec, list(train_tasks), config, eval)
 
-    def evaluate(policy) -> dict[str, float]:
-        return {f"eval/pass@1/{name}": pass_at_1(policy, tokenizer, list(tasks), pool, limits, config.max_new_tokens)
-                for name, tasks in eval_sets.items()}
+    def evaluations(policy) -> dict[str, float]:
+        return {key: value for name, tasks in eval_sets.items()
+                for key, value in held_out(policy, tokenizer, list(tasks), name, pool, eval, limits).items()}
 
-    metrics = StepMetrics(evaluate, config.eval_every, log)
+    metrics = StepMetrics(evaluations, config.eval_every, log)
     with warnings.catch_warnings():     # rollout_func is experimental in TRL 1.16; its API is pinned with TRL
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
         trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
-                              args=grpo_args(config, output_dir), train_dataset=_rows(list(train_tasks), config),
-                              processing_class=tokenizer, callbacks=[metrics],
-                              rollout_func=line_rollout(LineCodec(tokenizer), config, metrics))
+                              args=grpo_args(config, output_dir, max(budgets.values())),
+                              train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
+                              callbacks=[metrics], rollout_func=line_rollout(codec, config, budgets, metrics))
     trainer.remove_callback(PrinterCallback)    # rows go to ``log``, not to stdout
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)))
     trainer.save_model(str(output_dir / "final"))
