@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
     theory.add_argument("--force", action="store_true", help="recompute runs whose summaries exist")
 
     bench = add("bench", cmd_bench, "run a benchmark against a named peer, in the same process")
-    bench.add_argument("name", help="which benchmark: mdp (value iteration), sweep (SLURM launching), estep (E-step scoring with prefix reuse), reward (sandboxed unit tests)")
+    bench.add_argument("name", help="which benchmark: mdp (value iteration), sweep (SLURM launching), estep (a whole E-step step: prefix-sharing scoring vs one forward per rollout), reward (sandboxed unit tests)")
     bench.add_argument("params", nargs="*", help="benchmark parameters as key=value, e.g. n_mdps=200")
 
     sweep = add("sweep", cmd_sweep, "launch a grid over an experiment (a YAML in sweeps/), locally or on SLURM",

@@ -260,21 +260,25 @@ def test_cut():
 # --- bench -------------------------------------------------------------------------------------------
 
 def test_bench_estep_contract():
-    report = bench_estep(G=3, snippets=2, prefix_lines=4, continuation_lines=1, hidden=16, layers=1, files=3,
-                         repeats=1, progress=False)
+    report = bench_estep(G=3, snippets=2, steps=2, hidden=16, layers=1, pretrain_programs=20, pretrain_steps=5,
+                         max_thought_tokens=4, progress=False)
     json.dumps(report)
     assert all(not isinstance(value, dict | list) for value in report.values())
-    assert report["max_abs_loglik_diff"] <= 1e-4 and report["logliks_agree"]
-    assert report["speedup"] == pytest.approx(report["naive_s"] / report["reuse_s"])
-    assert report["speedup"] == pytest.approx(report["reuse_tokens_per_s"] / report["naive_tokens_per_s"])
-    assert report["tokens_scored"] == pytest.approx(
-        2 * 3 * (report["prefix_tokens_mean"] + report["continuation_tokens_mean"]))
+    assert report["rollouts_identical"] and report["max_abs_loglik_diff"] <= 1e-4 and report["logliks_agree"]
+    assert report["speedup"] == pytest.approx(report["peer_s_per_step"] / report["ours_s_per_step"])
+    for side in ("ours", "peer"):
+        split = [report[f"{side}_{phase}_s"] for phase in ("rollout", "scoring", "update")]
+        assert min(split) > 0 and sum(split) == pytest.approx(report[f"{side}_s_per_step"])
+    assert report["amdahl_bound"] == pytest.approx(report["peer_s_per_step"] / report["peer_rollout_s"])
+    assert report["tokens_scored"] > 0 and 0 < report["shared_prefix_fraction"] < 1
+    assert 0 <= report["thought_rate"] <= 1
     assert report["meets_target"] == (report["speedup"] >= report["target_speedup"])
     assert report["params"] > 0 and report["threads"] >= 1
 
 
-@pytest.mark.parametrize("field, value", [("G", 1), ("snippets", 0), ("prefix_lines", 0), ("continuation_lines", 0),
-                                          ("hidden", 12), ("layers", 0), ("G", 2.5), ("repeats", 0)])
+@pytest.mark.parametrize("field, value", [("G", 1), ("snippets", 0), ("steps", 0), ("hidden", 12), ("layers", 0),
+                                          ("G", 2.5), ("pretrain_steps", 0), ("max_thought_tokens", 0),
+                                          ("lookahead", -1), ("temperature", 0)])
 def test_bench_estep_bad_input(field, value):
     with pytest.raises(ConfigError, match=field):
         bench_estep(**{field: value}, progress=False)

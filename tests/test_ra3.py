@@ -312,3 +312,31 @@ def test_a_posterior_style_q_records_its_own_log_probability_and_keeps_the_bound
     assert posterior["nll_elbo"] > 0 and posterior["nll_plain"] == heldout_nll(model, codec, part, 2, 4, 0)["nll_plain"]
     with pytest.raises(ConfigError, match="estep.lookahead"):
         sample_thoughts(model, codec, part.snippets, part.decisions, lookahead=-1)
+
+
+def test_grouped_scoring_shares_each_snippets_prefix_and_matches_one_forward_per_batch(world):
+    model, _, codec, corpus = world
+    G, part = 4, corpus.take(list(range(6)))
+    groups = sample_thoughts(model, codec, part.snippets, part.decisions, repeats=G, max_thought_tokens=6, seed=1,
+                             temperature=0.7, lookahead=2)
+    first = [sum(HEADER in r.thoughts for r in group) for group in groups]
+    assert 0 in first and any(first), "the case needs groups where some rollouts think at the first decision line"
+    rollouts = [r for group in groups for r in group]
+    decisions = [d for d in part.decisions for _ in range(G)]
+    for view in ("pi", "q"):
+        with torch.no_grad():
+            one = score_lines(model, codec, rollouts, decisions, 0.7, view)
+            shared = score_lines(model, codec, rollouts, decisions, 0.7, view, group_size=G)
+        for name in ("code", "thought", "latent"):
+            assert torch.allclose(getattr(shared, name), getattr(one, name), atol=1e-4, rtol=0), (view, name)
+        for name in ("think", "decision", "code_tokens"):
+            assert torch.equal(getattr(shared, name), getattr(one, name))
+    gradients = []
+    for group_size in (1, G):
+        model.zero_grad(set_to_none=True)
+        score_lines(model, codec, rollouts, decisions, 0.7, "q", group_size=group_size).latent.sum().backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+        model.zero_grad(set_to_none=True)
+    assert float((gradients[1] - gradients[0]).abs().max()) <= 1e-4 * float(gradients[0].abs().max())
+    with pytest.raises(ConfigError, match="group_size"):
+        score_lines(model, codec, rollouts[:-1], decisions[:-1], group_size=G)

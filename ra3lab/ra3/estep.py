@@ -44,14 +44,15 @@ class Models:
 
 
 def line_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[list[bool]], c: float,
-                 config: DictConfig, models: Models | None = None) -> torch.Tensor:
-    """Tensor[R, T] of the line rewards r_t of each rollout (estep.reward, :mod:`ra3lab.ra3.reward`).
+                 config: DictConfig, models: Models | None = None, group_size: int = 1) -> torch.Tensor:
+    """Tensor[R, T] of the line rewards r_t of each rollout (estep.reward, :mod:`ra3lab.ra3.reward`);
+    ``group_size``: consecutive rollouts of one snippet, whose common prefix pi scores once.
 
     config: estep.{reward, kl_coef, entropy_coef, temperature}; log q(z_t) is what the sampler recorded."""
     models = models or Models()
     kind = config.reward
     with torch.no_grad():
-        scores = score_lines(pi, codec, rollouts, decisions)
+        scores = score_lines(pi, codec, rollouts, decisions, group_size=group_size)
         extra = {}
         if kind in ("quiet_star", "rlp"):
             scorer = pi if kind == "quiet_star" else models.ema
@@ -89,7 +90,7 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, s
                                  seed=seed * 100_003 + step, lookahead=config.get("lookahead", 0))
         rollouts = [rollout for group in groups for rollout in group]
         decisions = [d for d in batch.decisions for _ in range(G)]
-        rewards = line_returns(pi, codec, rollouts, decisions, c, config, models)              # (R, T)
+        rewards = line_returns(pi, codec, rollouts, decisions, c, config, models, group_size=G)  # (R, T)
         returns = returns_of(rewards, mode)                                                    # (R,) or (R, T)
         no_thought = None
         if config.baseline == "no_thought":
@@ -98,7 +99,8 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, s
         advantage = advantages(returns.view(-1, G, *returns.shape[1:]), config.baseline, no_thought,
                                config.normalize).view(returns.shape)
         q.train()
-        latent = score_lines(q, codec, rollouts, decisions, config.temperature, view="q").latent  # (R, T), with grads
+        latent = score_lines(q, codec, rollouts, decisions, config.temperature, view="q",
+                             group_size=G).latent                                            # (R, T), with grads
         weighted = advantage[:, None] * latent if mode == "total" else advantage * latent
         loss = -weighted.sum(1).mean()
         optimizer.zero_grad(set_to_none=True)
