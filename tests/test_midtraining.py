@@ -38,6 +38,7 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
                 "posterior_names_next_lines"} <= set(row)
     assert {"infused_rate", "infused_boundary_f1", "estep_reward_first", "estep_reward_last"} <= set(arms["ra3_c0.05"])
     assert arms["infuse0"]["estep_reward_first"] is None and "infused_boundary_precision" in arms["infuse0"]
+    assert {"rate", "boundary_precision", "boundary_recall"} <= set(summary["base_placement"])
     assert set(summary["predictions"]) == {"ra3_elbo_nll_below_ntp_nll", "ra3_sampled_pass_at_1_above_ntp",
                                            "ra3_boundary_f1_above_random_placement", "ra3_boundary_f1_above_infuse0",
                                            "thought_rate_falls_with_c"}

@@ -3,7 +3,8 @@
 A tiny Llama-style model is pre-trained on CodeWorld programs with few intent comments (the base),
 then mid-trained on a comment-free corpus in one arm each: NTP; RA3 for every penalty c; and the
 controls: oracle comments at every true skill boundary + NTP (the upper reference), ``infuse0`` (RA3's
-rounds with no E-step: the base's own placement, and what the E-step adds), and ``random``: as many
+rounds with no E-step: what the E-step adds; its first round's thoughts are the base's own placement,
+``base_placement`` in the summary), and ``random``: as many
 intent comments per program as RA3 (first c) wrote, at random lines + NTP. Every arm is evaluated on
 held-out programs (code NLL with and without thinking, where its thoughts go) and held-out tasks
 (sampled pass@k and decision-greedy pass@1 in the sandbox, with the thought and truncation rates of
@@ -24,6 +25,7 @@ from ra3lab.errors import check, check_choice
 from ra3lab.evaluation import SandboxPool
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, train_tokenizer
+from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import boundary_scores, names_intent, names_next_lines
@@ -144,7 +146,9 @@ def run(config: DictConfig, run) -> dict:
                         if "random" in arms else None)
     figures = draw(run, by_arm, list(config.cs), random_placement)
     boundary_rate = sum(map(len, train.truth)) / sum(map(sum, train.decisions))
-    return {"arms": by_arm, "random_placement": random_placement, "boundary_rate": boundary_rate,
+    base_placement = em.last_round(checkpoints / "infuse0")[1][0]["infused"] if "infuse0" in arms else None
+    return {"arms": by_arm, "random_placement": random_placement, "base_placement": base_placement,
+            "boundary_rate": boundary_rate,
             "predictions": predictions(by_arm, list(config.cs), random_placement),
             "warnings": warnings(by_arm, config), "figures": [str(path) for path in figures]}
 
