@@ -80,3 +80,37 @@ def test_bad_method_settings_are_refused_before_any_work(override, field, capsys
 def test_bad_corpus_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
     assert main(["run", "ra3_corpus", override, "--json"]) == 2
     assert last_json(capsys)["field"] == field
+
+
+def arm(nll_plain=0.02, nll_elbo=0.02, pass1=0.5, rate=0.1, f1=0.5, truncated=0.0) -> dict:
+    return {"nll_plain": nll_plain, "nll_elbo": nll_elbo, "pass@1": pass1, "infused_rate": rate,
+            "infused_boundary_f1": f1, "truncation_rate": truncated}
+
+
+def test_each_prediction_of_the_codeworld_study_can_come_out_either_way():
+    from ra3lab.studies.codeworld_ra3 import predictions
+
+    random_placement = {"boundary_f1": 0.3}
+    winning = {"ntp": arm(nll_plain=0.03, pass1=0.4), "infuse0": arm(f1=0.2),
+               "ra3_c0.01": arm(nll_elbo=0.02, pass1=0.6, rate=0.2, f1=0.7), "ra3_c0.1": arm(rate=0.1, f1=0.6)}
+    losing = {"ntp": arm(nll_plain=0.01, pass1=0.7), "infuse0": arm(f1=0.9),
+              "ra3_c0.01": arm(nll_elbo=0.02, pass1=0.6, rate=0.1, f1=0.2), "ra3_c0.1": arm(rate=0.2, f1=0.1)}
+    yes = predictions(winning, [0.01, 0.1], random_placement)
+    no = predictions(losing, [0.01, 0.1], random_placement)
+    for key in ("ra3_elbo_nll_below_ntp_nll", "ra3_sampled_pass_at_1_above_ntp",
+                "ra3_boundary_f1_above_random_placement", "ra3_boundary_f1_above_infuse0"):
+        assert yes[key]["c=0.01"] is True and no[key]["c=0.01"] is False, key
+    assert yes["thought_rate_falls_with_c"] is True and no["thought_rate_falls_with_c"] is False
+    missing = predictions({"ra3_c0.01": arm()}, [0.01], None)
+    assert missing["ra3_elbo_nll_below_ntp_nll"] is None and missing["ra3_boundary_f1_above_random_placement"] is None
+
+
+def test_a_truncation_rate_above_five_percent_is_a_warning():
+    from omegaconf import OmegaConf
+
+    from ra3lab.studies.codeworld_ra3 import warnings
+
+    config = OmegaConf.create({"eval": {"max_new_tokens": 64}})
+    (line,) = warnings({"ntp": arm(truncated=0.05), "oracle": arm(truncated=0.2)}, config)
+    assert line.startswith("oracle: truncation_rate 0.200")
+    assert warnings({"ntp": arm(truncated=0.0)}, config) == []
