@@ -25,8 +25,6 @@ from ra3lab.lm import (
     check_compatible,
     load_model,
     load_tokenizer,
-    score_continuations,
-    score_continuations_naive,
     token_logprobs,
     train_ntp,
     train_tokenizer,
@@ -170,28 +168,19 @@ def test_save_and_load_round_trip(tmp_path, model, tokenizer):
 
 # --- scoring ---------------------------------------------------------------------------------------
 
-def test_scoring_with_prefix_reuse_matches_naive_and_token_logprobs(model, codec):
+def test_token_logprobs_of_a_padded_batch_match_each_row_alone(model, codec):
     lines = read_lines("textwrap.py")[100:130]
-    prefix, _ = codec.encode_lines(lines[:24])
-    code = lines[24:27]
-    indent = codec.split(code[0])[0]
-    thoughts = [[], [indent + "# wrap"], [indent + "# keep the first line as is"], [indent + "#"]]
-    continuations = [codec.encode_lines(t + code, bos=False)[0] for t in thoughts] + [[], codec.encode_line("")]
-    ours = score_continuations(model, prefix, continuations)
-    naive = score_continuations_naive(model, prefix, continuations)
-    assert ours.shape == (len(continuations),) and ours[4] == 0
-    assert (ours - naive).abs().max() <= 1e-4
-    ids, mask = pad([prefix + c for c in continuations])
+    rows = [codec.encode_lines(lines[:n])[0] for n in (3, 12, 24)]
+    ids, mask = pad(rows)
     with torch.no_grad():
         logprobs = token_logprobs(model, ids, mask)
-    assert logprobs.shape == (len(continuations), ids.shape[1] - 1)
-    assert (logprobs[:, len(prefix) - 1:].sum(1).double() - ours).abs().max() <= 1e-4
-    assert (logprobs <= 0).all() and (logprobs[mask[:, 1:] == 0] == 0).all()
-    with pytest.raises(ConfigError, match="prefix"):
-        score_continuations(model, [], continuations)
+        for r, row in enumerate(rows):
+            alone = model(torch.tensor([row])).logits[0, :-1].log_softmax(-1)
+            expected = alone.gather(1, torch.tensor(row[1:])[:, None]).squeeze(1)
+            assert torch.allclose(logprobs[r, :len(row) - 1], expected, atol=1e-4)
+    assert logprobs.shape == (3, ids.shape[1] - 1) and (logprobs[mask[:, 1:] == 0] == 0).all()
 
 
-# --- training and generation ------------------------------------------------------------------------
 
 def programs(codec: LineCodec, n: int, seed: int) -> list[list[int]]:
     """n token sequences, each three of the OPS functions in a random order, then eos."""
