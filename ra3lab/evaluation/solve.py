@@ -26,6 +26,7 @@ from ra3lab.lm.codec import LineCodec
 from ra3lab.lm.generate import Completion, HFGenerator, check_decoding
 
 END_TOKENS = 4          # budget for the token(s) that end a body (a newline, an unindented line)
+TRUNCATION_LIMIT = 0.05     # a larger truncation rate is a warning: the budget may decide the pass rate
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ since a single comment token is rarely the argmax.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -124,7 +125,31 @@ def completion_of(codec: LineCodec, ids: list[int], budget: int, stop: Sequence[
     return Completion(kept, len(ids), truncated=not ends and len(ids) >= budget)
 
 
-class HFGenerator:
+class Generator(ABC):
+    """What both backends share: ``complete`` over their ``generate``, and one budget per prompt."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
+                 temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
+        """One :class:`Completion` per prompt within its budget (see :class:`HFGenerator`)."""
+
+    @staticmethod
+    def per_prompt(budgets: int | Sequence[int], prompts: Sequence[str]) -> list[int]:
+        """One budget per prompt (one int is every prompt's); ConfigError unless each is >= 1."""
+        budgets = [budgets] * len(prompts) if isinstance(budgets, int) else list(budgets)
+        check(len(budgets) == len(prompts) and all(b >= 1 for b in budgets), "budgets", budgets[:4],
+              "give one budget >= 1 per prompt (or one for all)")
+        return budgets
+
+    def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
+                 stop: Sequence[str] = STOP) -> list[str]:
+        """The texts of :meth:`generate`: greedy at temperature 0, else sampled at ``temperature``."""
+        check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
+        decoding = "sample" if temperature > 0 else "greedy"
+        return [c.text for c in self.generate(prompts, max_new_tokens, decoding, temperature or 1.0, seed, stop)]
+
+
+class HFGenerator(Generator):
     """``generate`` with ``model.generate`` on a left-padded batch of all prompts."""
 
     def __init__(self, model, tokenizer):
@@ -136,9 +161,7 @@ class HFGenerator:
         per prompt); sampled at ``temperature`` (top-k and top-p of the model's generation config off),
         greedy, or decision-greedy (module docstring); reproducible per seed."""
         check_decoding(decoding, temperature)
-        budgets = [budgets] * len(prompts) if isinstance(budgets, int) else list(budgets)
-        check(len(budgets) == len(prompts) and all(b >= 1 for b in budgets), "budgets", budgets[:4],
-              "give one budget >= 1 per prompt (or one for all)")
+        budgets = self.per_prompt(budgets, prompts)
         ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
         width = ids.shape[1]
         options = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if decoding == "sample"
@@ -154,15 +177,8 @@ class HFGenerator:
         return [completion_of(self.codec, row[width:width + budget].tolist(), budget, stop)
                 for row, budget in zip(out.cpu(), budgets)]
 
-    def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-                 stop: Sequence[str] = STOP) -> list[str]:
-        """The texts of :meth:`generate`: greedy at temperature 0, else sampled at ``temperature``."""
-        check(temperature >= 0, "temperature", temperature, "must be >= 0 (0 is greedy)")
-        decoding = "sample" if temperature > 0 else "greedy"
-        return [c.text for c in self.generate(prompts, max_new_tokens, decoding, temperature or 1.0, seed, stop)]
 
-
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     """``generate`` with a vLLM engine over ``name_or_path`` (needs ``pip install 'ra3lab[gpu]'``).
 
     Prompts go in as token ids of the line convention; ``engine`` is passed to ``vllm.LLM``. ``decision_greedy``
@@ -184,7 +200,7 @@ class VLLMGenerator:
         check_decoding(decoding, temperature)
         check(decoding != "decision_greedy", "eval.decoding", decoding,
               "the vLLM backend offers sample and greedy; use the HF backend for decision_greedy")
-        budgets = [budgets] * len(prompts) if isinstance(budgets, int) else list(budgets)
+        budgets = self.per_prompt(budgets, prompts)
         params = [self.vllm.SamplingParams(max_tokens=budget, temperature=temperature if decoding == "sample" else 0,
                                            seed=seed + row, stop=list(stop), include_stop_str_in_output=True)
                   for row, budget in enumerate(budgets)]        # a seed per row: repeated prompts differ
@@ -192,9 +208,3 @@ class VLLMGenerator:
                                        params)
         return [Completion(cut(output.outputs[0].text, stop), len(output.outputs[0].token_ids),
                            output.outputs[0].finish_reason == "length") for output in outputs]
-
-    def complete(self, prompts: Sequence[str], max_new_tokens: int = 128, temperature: float = 0.0, seed: int = 0,
-                 stop: Sequence[str] = STOP) -> list[str]:
-        """As :meth:`HFGenerator.complete`."""
-        decoding = "sample" if temperature > 0 else "greedy"
-        return [c.text for c in self.generate(prompts, max_new_tokens, decoding, temperature or 1.0, seed, stop)]

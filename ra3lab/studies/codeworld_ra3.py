@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from ra3lab.codeworld import Program
 from ra3lab.errors import check, check_choice
 from ra3lab.evaluation import SandboxPool
+from ra3lab.evaluation.solve import TRUNCATION_LIMIT
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, train_tokenizer
 from ra3lab.ra3 import em
@@ -44,7 +45,6 @@ from ra3lab.studies.midtraining import (
 
 REFERENCES = ("ntp", "oracle", "infuse0", "random")
 HEADER = 2      # def line + docstring: context, no thought before them
-TRUNCATION_LIMIT = 0.05     # a larger truncation rate is reported as a warning: the budget may decide the result
 
 
 def validate(config: DictConfig) -> None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from ra3lab.config import compose_experiment
 from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
+from ra3lab.evaluation.solve import TRUNCATION_LIMIT
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.tables import convergence_table, probability_of_improvement, to_markdown
@@ -34,7 +35,6 @@ from ra3lab.studies.midtraining import say
 METRIC = "eval/pass@1/heldout"
 # curves.csv columns next to ``value`` (held-out pass@1), each from the same evaluation
 RATES = {"thought_rate": "eval/thought_rate/heldout", "truncation_rate": "eval/truncation_rate/heldout"}
-TRUNCATION_LIMIT = 0.05     # a larger held-out truncation rate is a warning: the budget may decide the result
 
 
 def midtraining_config(config: DictConfig) -> DictConfig:
