@@ -12,9 +12,9 @@ follows either way. Each rollout keeps the exact token ids q sampled and log q(z
 choice (a thought: its tokens' tempered log-probabilities, the first one's including the choice to
 think; no thought: log(1 - comment mass)), so a bound scores exactly what q drew. All rows share one KV
 cache, in which what a snippet's rollouts have in common (the lines before its first decision) is
-computed once; chunks are right-padded with their pads masked out, and the sampled tokens of a thought
-are masked out and fed again as the whole thought line, so the cache of a row always holds
-``rollout_ids(codec, rollout)``.
+computed once; chunks are right-padded with their pads masked out. A thought is sampled on a copy of the
+thinking rows' cache only, and then fed to the shared cache as the whole thought line, so the cache of a
+row always holds ``rollout_ids(codec, rollout)`` and the rows that do not think cost nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ class _SharedCache:
         self.count = torch.zeros(rows, dtype=torch.long)       # real (unmasked) tokens per row
         self.last = torch.zeros(rows, model.config.vocab_size)
 
+    def subset(self, rows: torch.Tensor) -> _SharedCache:
+        """A copy holding only ``rows`` (indices): what is fed to it leaves this cache as it is."""
+        copy = _SharedCache(self.model, len(rows), self.pad_id)
+        for index, layer in enumerate(self.cache.layers):
+            copy.cache.update(layer.keys[rows], layer.values[rows], index)
+        copy.mask, copy.count, copy.last = self.mask[rows], self.count[rows], self.last[rows]
+        return copy
+
     def feed(self, chunks: list[list[int]]) -> None:
         """Append ``chunks[r]`` (possibly empty) to row r."""
         width = max(map(len, chunks))
@@ -87,11 +95,6 @@ class _SharedCache:
         self.cache.batch_repeat_interleave(times)
         self.mask, self.count, self.last = (tensor.repeat_interleave(times, dim=0)
                                             for tensor in (self.mask, self.count, self.last))
-
-    def forget(self, rows: torch.Tensor, columns: int, tokens: torch.Tensor) -> None:
-        """Mask out the last ``columns`` cache columns of ``rows``, which held ``tokens[rows]`` real tokens."""
-        self.mask[rows, self.mask.shape[1] - columns:] = 0
-        self.count[rows] -= tokens[rows]
 
 
 @torch.no_grad()
@@ -207,28 +210,29 @@ def _printable(text: str) -> str:
 
 def _sample_comment_lines(cache: _SharedCache, think: torch.Tensor, comment: torch.Tensor, newline: torch.Tensor,
                           max_tokens: int, temperature: float, generator) -> dict[int, tuple[list[int], float]]:
-    """Sample one comment line per thinking row from the cache's current logits; returns row -> (the sampled
-    content ids, log q of them at ``temperature``).
+    """Sample one comment line per thinking row (``think``, bool (R,)) from the cache's current logits; returns
+    row -> (the sampled content ids, log q of them at ``temperature``).
 
     The first token is drawn among comment tokens (its log q, log softmax at that token, includes the choice to
-    think), the next ones freely until a token holding a newline or ``max_tokens`` tokens. The sampled tokens are
-    then masked out of the cache (the caller feeds the whole thought line)."""
-    active = think.clone()
-    sampled: list[list[int]] = [[] for _ in range(len(think))]
-    logq = torch.zeros(len(think), dtype=torch.float64)
-    fed_columns = 0
+    think), the next ones freely until a token holding a newline or ``max_tokens`` tokens. Tokens are fed to a
+    copy of the thinking rows' cache (the caller feeds the whole thought line to ``cache``). Each step draws one
+    token for every one of the R rows, the rows that do not think from a uniform distribution, so the draws of
+    a row do not depend on which other rows think."""
+    thinking = think.nonzero().squeeze(1)
+    sub = cache.subset(thinking)
+    active = torch.ones(len(thinking), dtype=torch.bool)
+    sampled: list[list[int]] = [[] for _ in thinking]
+    logq = torch.zeros(len(thinking), dtype=torch.float64)
     for step in range(max_tokens):
-        logprobs = (cache.last / temperature).log_softmax(-1)
-        probs = logprobs.exp() * comment if step == 0 else logprobs.exp()
-        tokens = torch.multinomial(probs + (~active)[:, None], 1, generator=generator).squeeze(1)  # inactive: any
+        logprobs = (sub.last / temperature).log_softmax(-1)
+        probs = torch.ones(len(think), logprobs.shape[1])
+        probs[thinking] = logprobs.exp() * comment if step == 0 else logprobs.exp()
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)[thinking]
         logq += torch.where(active, logprobs.gather(1, tokens[:, None]).squeeze(1).double(), 0.0)
-        for r in active.nonzero().squeeze(1).tolist():
-            sampled[r].append(int(tokens[r]))
+        for k in active.nonzero().squeeze(1).tolist():
+            sampled[k].append(int(tokens[k]))
         active &= ~newline[tokens]
         if step + 1 == max_tokens or not active.any():
             break
-        cache.feed([[int(tokens[r])] if active[r] else [] for r in range(len(think))])
-        fed_columns += 1
-    cache.forget(think.nonzero().squeeze(1), fed_columns,
-                 torch.tensor([max(len(tokens) - 1, 0) for tokens in sampled]))
-    return {r: (sampled[r], float(logq[r])) for r in think.nonzero().squeeze(1).tolist()}
+        sub.feed([[int(token)] if on else [] for token, on in zip(tokens, active)])
+    return {int(r): (ids, float(lq)) for r, ids, lq in zip(thinking, sampled, logq)}
