@@ -16,6 +16,7 @@ import torch
 from transformers import DistilBertConfig, DistilBertModel, LlamaForCausalLM, Qwen2ForCausalLM
 
 from ra3lab.bench.estep import run as bench_estep
+from ra3lab.bench.estep import trie_size
 from ra3lab.errors import ConfigError
 from ra3lab.lm import (
     HFGenerator,
@@ -260,9 +261,15 @@ def test_bench_estep_contract():
         assert min(split) > 0 and sum(split) == pytest.approx(report[f"{side}_s_per_step"])
     assert report["amdahl_bound"] == pytest.approx(report["peer_s_per_step"] / report["peer_rollout_s"])
     assert report["tokens_scored"] > 0 and 0 < report["shared_prefix_fraction"] < 1
+    assert report["shared_prefix_fraction"] <= report["trie_shared_fraction"] < 1
     assert 0 <= report["thought_rate"] <= 1
     assert report["meets_target"] == (report["speedup"] >= report["target_speedup"])
     assert report["params"] > 0 and report["threads"] >= 1
+
+
+def test_trie_size_counts_each_shared_prefix_once():
+    assert trie_size([[1, 2, 3], [1, 2, 4], [1, 5]]) == 5          # 1 | 1 2 | 1 2 3 | 1 2 4 | 1 5
+    assert trie_size([[7, 8]] * 4) == 2 and trie_size([[1], [2]]) == 2
 
 
 @pytest.mark.parametrize("field, value", [("G", 1), ("snippets", 0), ("steps", 0), ("hidden", 12), ("layers", 0),

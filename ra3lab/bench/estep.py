@@ -66,6 +66,11 @@ def one_per_rollout(model, codec: LineCodec, rollouts, decisions, **options) -> 
     return LineScores(*stacked)
 
 
+def trie_size(rows: list[list[int]]) -> int:
+    """Distinct prefixes of the id rows: the tokens a scorer sharing every common prefix (a trie) would compute."""
+    return len({tuple(row[:k]) for row in rows for k in range(1, len(row) + 1)})
+
+
 def _step(scorer, pi, codec: LineCodec, batch, G: int, options: dict, seed: int) -> tuple[list[float], dict]:
     """One E-step step from a fresh q = pi; returns the seconds of each phase and what it computed."""
     q = copy.deepcopy(pi)
@@ -122,7 +127,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
     for scorer in sides.values():                       # warm-up on one snippet: first-call allocations are not timed
         _step(scorer, pi, codec, data.take([0]), G, options, seed)
     seconds = {side: torch.zeros(steps, len(PHASES), dtype=torch.float64) for side in sides}
-    max_diff, identical, tokens, forwarded, thoughts, lines = 0.0, True, 0, 0, 0, 0
+    max_diff, identical, tokens, forwarded, distinct, thoughts, lines = 0.0, True, 0, 0, 0, 0, 0
     bar = track(range(steps), description="estep steps", console=Console(stderr=True), disable=not progress,
                 transient=True)
     for k in bar:
@@ -140,6 +145,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
             rows = [rollout_ids(codec, rollout, view)[0] for rollout in ours["rollouts"]]
             tokens += sum(map(len, rows))
             forwarded += sum(map(len, rows)) - (G - 1) * sum(shared_prefix_lengths(rows, G))
+            distinct += sum(trie_size(rows[g:g + G]) for g in range(0, len(rows), G))
         thoughts += int(ours["think"].sum())
         lines += int(ours["decision"].sum())
 
@@ -157,6 +163,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
         "scoring_update_speedup": sum(split["peer"][1:]) / sum(split["ours"][1:]),
         "amdahl_bound": total["peer"] / split["peer"][0],
         "tokens_scored": tokens, "shared_prefix_fraction": 1 - forwarded / tokens,
+        "trie_shared_fraction": 1 - distinct / tokens,
         "thought_rate": thoughts / lines, "rollouts_identical": identical,
         "max_abs_loglik_diff": max_diff, "logliks_agree": agree,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
@@ -169,7 +176,9 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
                   "peer = score_lines on each rollout alone, one full forward per rollout. Times: mean per step "
                   "over the timed steps, each side from a fresh q = pi on the same snippets and seed. "
                   "tokens_scored counts the ids both score (pi's and q's view); shared_prefix_fraction: the share "
-                  "of them ours computes once per group instead of once per rollout. amdahl_bound = the peer's "
+                  "of them ours computes once per group instead of once per rollout; trie_shared_fraction: the share a scorer "
+                  "sharing every common prefix of a group's rollouts (a trie) would save, the most any prefix "
+                  "sharing can. amdahl_bound = the peer's "
                   "seconds / its rollout seconds, the speedup if scoring and update took no time (the rollout is "
                   "the same code in both). max_abs_loglik_diff: over pi's code and q's latent scores, every "
                   "rollout and line."),
