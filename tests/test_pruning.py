@@ -12,6 +12,7 @@ from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.mdp.pruning import (
     PRUNING_RULES,
     expected_pruning_errors,
+    full_where_empty,
     prune,
     pruning_error,
     sample_expert_data,
@@ -209,3 +210,10 @@ def test_samples_to_eps_rejects_bad_inputs_before_work(dense, kwargs, field):
     arguments = {"eps": 0.1, "delta": 0.1, "sigma": 0.5, "sample_sizes": [1, 2], "trials": 2} | kwargs
     with pytest.raises(ConfigError, match=f"^{field} = "):
         samples_to_eps(dense, **arguments)
+
+
+def test_rows_that_kept_nothing_fall_back_to_the_full_set_and_are_flagged():
+    counts = torch.tensor([[0, 0, 0], [2, 0, 1], [0, 0, 0]])
+    masks, empty = full_where_empty(prune(counts, "observed"))
+    assert empty.tolist() == [True, False, True]
+    assert masks.tolist() == [[True, True, True], [True, False, True], [True, True, True]]

@@ -186,6 +186,13 @@ def prune(counts: torch.Tensor, rule: str, threshold: float = 0.0, k: int | None
     return top & observed
 
 
+def full_where_empty(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masks, empty): pruned sets (..., Z) with every row that kept no decision (expert data that revealed
+    nothing) replaced by the full set Z, and the bool (...) flags of the rows replaced, to count and report."""
+    empty = ~masks.any(-1)
+    return masks | empty.unsqueeze(-1), empty
+
+
 def samples_to_eps(
     smdp: SMDP,
     eps: float,
