@@ -49,7 +49,7 @@ def test_run_prints_summary_as_last_json_line_and_reuses_it(capsys, isolated_run
     (["run", "t2_pruning", "rule=biggest"], "rule", "observed"),
     (["run", "t2_pruning", "delta=0"], "delta", "(0, 1)"),
     (["bench", "nothing"], "bench", "mdp"),
-    (["run", "t4_abstraction", "env=star"], "n_states", "ra3lab.envs.star.star takes n_tasks"),
+    (["run", "t4_abstraction", "env=star"], "vocab_sizes", "ra3lab.envs.star.star takes no n_actions"),
 ])
 def test_bad_input_is_a_clear_error_before_any_run(argv, field, hint, capsys, isolated_runs):
     assert main([*argv, "--json"]) == 2

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ra3lab.config import compose_experiment
@@ -16,8 +15,6 @@ T2_TINY = ["trials=20", "env.n_tasks=8", "max_samples=512", "vary.n_distractors=
            "vary.n_goal_corridors=[1,2,4]", "vary.sigma=[0.25,0.5,1.0]"]
 T3_TINY = ["env.n_states=10", "taus=[1,2,4]", "gammas=[0.9,0.99]", "learner.seeds=2", "learner.decisions=1500",
            "learner.eval_every=50", "learner.eps=0.1"]
-T4_TINY = ["trials=2", "sample_sizes=[1,8]", "rl_budget=400", "surface.budgets=[2,8]", "surface.penalties=[0.0,2.0]",
-           "env.n_states=12", "env.n_tasks=4"]
 
 
 def run(name, overrides, force=False):
@@ -59,17 +56,6 @@ def test_horizon_study_respects_the_bound_and_its_ordering():
         assert row["policy_sweeps"] <= row["bound"]
     metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == len(summary["settings"]) and "theory/t3/bound" in metrics[0]
-
-
-def test_abstraction_study_draws_curves_and_surface():
-    summary = run("t4_abstraction", T4_TINY)
-    surface = np.array(summary["surface"])
-    assert surface.shape == (2, 2) and (surface >= -1e-12).all()
-    for granularity in ("primitive", "abstract"):
-        rows = summary["curves"][granularity]
-        assert rows[0]["pruning_error"] >= rows[-1]["pruning_error"]     # more expert data, less pruning error
-        assert all(row["regret"] == pytest.approx(row["pruning_error"] + row["rl_error"]) for row in rows)
-    assert summary["surface_best"]["regret"] == pytest.approx(surface.min())
 
 
 @pytest.mark.slow
