@@ -13,8 +13,6 @@ from ra3lab.execute import execute
 
 T2_TINY = ["trials=20", "env.n_tasks=8", "max_samples=512", "vary.n_distractors=[0,8,24]",
            "vary.n_goal_corridors=[1,2,4]", "vary.sigma=[0.25,0.5,1.0]"]
-T3_TINY = ["env.n_states=10", "taus=[1,2,4]", "gammas=[0.9,0.99]", "learner.seeds=2", "learner.decisions=1500",
-           "learner.eval_every=50", "learner.eps=0.1"]
 
 
 def run(name, overrides, force=False):
@@ -44,20 +42,6 @@ def test_same_config_reproduces_the_same_numbers():
     assert again["settings"] == first["settings"] and again["thm_3_5_slopes"] == first["thm_3_5_slopes"]
 
 
-def test_horizon_study_respects_the_bound_and_its_ordering():
-    summary = run("t3_horizon", T3_TINY)
-    assert summary["thm_3_6_bound_violations"] == 0
-    assert summary["thm_3_6_spearman_within_gamma"] == pytest.approx(1.0)
-    for gamma in (0.9, 0.99):
-        sweeps = [row["policy_sweeps"] for row in summary["settings"] if row["gamma"] == gamma]
-        assert sweeps == sorted(sweeps, reverse=True) and sweeps[0] > sweeps[-1]  # longer options, fewer sweeps
-    for row in summary["settings"]:
-        assert row["gamma_bar"] == pytest.approx(row["gamma_bar_predicted"])  # deterministic tau: gamma^tau
-        assert row["policy_sweeps"] <= row["bound"]
-    metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == len(summary["settings"]) and "theory/t3/bound" in metrics[0]
-
-
 @pytest.mark.slow
 def test_theory_check_quick_json_contract(tmp_path):
     env = {**os.environ, "RA3LAB_RUNS": str(tmp_path)}
@@ -67,7 +51,7 @@ def test_theory_check_quick_json_contract(tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["lemma_3_2_max_residual"] < 1e-9
     assert summary["thm_3_6_bound_violations"] == 0
-    assert -1 <= summary["thm_3_6_spearman"] <= 1
+    assert summary["thm_3_6_spearman"] >= 0.5   # policy sweeps ordered like the bound on both T3 families
     assert set(summary["thm_3_5_slopes"]) == {"n_options", "n_eps", "sigma"}
     assert summary["thm_3_5_better_form"] in ("K=|Z|", "K=|Z_eps|")
     assert summary["passed"] is True

@@ -68,6 +68,7 @@ def q_learning(
     prior: torch.Tensor | None = None,
     stickiness: float = 0.0,
     horizon: int | None = None,
+    stop_at_eps: bool = False,
 ) -> LearningResult:
     """SMDP Q-learning of N learners, learner n on task ``tasks[n]`` (N,) restricted to ``allowed[n]`` (N, Z).
 
@@ -80,6 +81,7 @@ def q_learning(
     (Even-Dar & Mansour 2003). Episodes restart at s0 on a terminal state or after ``horizon``
     decisions (default 4 S). Evaluation every ``eval_every`` decisions is exact: the greedy policy
     (ties to the lowest index) is evaluated on the option models of the learner's task.
+    ``stop_at_eps``: stop at the first evaluation by which every learner has reached eps (T is then shorter).
     """
     B, S, Z = len(mdps), mdps.n_states, len(options)
     N = len(tasks)
@@ -118,6 +120,7 @@ def q_learning(
         return best - start_values(smdp, policy_evaluation(smdp, q.argmax(1), terminal))
 
     decisions, step_log, error_log = [0], [steps.clone()], [error()]
+    reached = error_log[0] <= eps
     for t in range(1, n_decisions + 1):
         here = q[rows, :, state]                                              # (N, Z)
         greedy = torch.multinomial((here == here.amax(1, keepdim=True)).to(DTYPE), 1, generator=generator).squeeze(1)
@@ -143,9 +146,11 @@ def q_learning(
             decisions.append(t)
             step_log.append(steps.clone())
             error_log.append(error())
+            reached |= error_log[-1] <= eps
+            if stop_at_eps and reached.all():
+                break
 
     primitive_steps, errors = torch.stack(step_log), torch.stack(error_log)
-    reached = errors <= eps
-    first = reached.to(torch.long).argmax(0)
-    samples = torch.where(reached.any(0), primitive_steps[first, rows].to(DTYPE), float("inf"))
+    first = (errors <= eps).to(torch.long).argmax(0)
+    samples = torch.where(reached, primitive_steps[first, rows].to(DTYPE), float("inf"))
     return LearningResult(torch.tensor(decisions), primitive_steps, errors, samples, q)
