@@ -140,7 +140,7 @@ def test_slope_at_fixed_group_recovers_what_the_pooled_slope_hides():
 
 
 @pytest.mark.parametrize("override, field", [
-    ("gammas=[0.9]", "gammas"),
+    ("gammas=[0.9,1.0]", "gammas"),
     ("taus=[1,2,2.5]", "taus"),
     ("second_env=chain", "second_env"),
     ("envs@second_env=chain", "second_env"),
@@ -153,3 +153,13 @@ def test_bad_config_is_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:
         validate(compose_experiment("t3_horizon", [override]))
     assert error.value.field == field
+
+
+def test_one_discount_leaves_only_the_slopes_in_tau():
+    from ra3lab.studies.horizon import slopes
+
+    rows = [{"tau": tau, "gamma": 0.9, "effective_horizon": 1 / (1 - 0.9**tau), "policy_sweeps": 40 / tau}
+            for tau in (1, 2, 4, 8)]
+    fits = slopes(rows, "policy_sweeps")
+    assert fits["slope_horizon"] is None                       # gamma's effect needs two discounts at one tau
+    assert fits["slope_tau"]["0.9"]["slope"] == pytest.approx(-1.0)

@@ -25,16 +25,18 @@ from ra3lab.sweep.tune import enqueue_tickets, tune
 
 REPO = Path(__file__).resolve().parents[1]
 
-# T2 at tiny scale: 9 settings, one metrics line each (theory/t2/n_required); a frequency threshold of
-# 0 or 0.02 keeps every observed decision, 0.12 drops goal corridors and needs more samples from setting 1 on.
+# T2 at tiny scale: 8 settings (one knob at a time, noise-free experts), one metrics line each
+# (theory/t2/n_failing: the largest expert dataset at which pruning clearly fails, 0 if none); a frequency
+# threshold of 0 or 0.001 keeps every observed decision, 0.12 drops goal corridors and fails longer from setting 1 on.
 TINY = {
     "experiment": "t2_pruning",
     "quick": True,
-    "fixed": ["rule=frequency", "+rule_kwargs.threshold=0.0", "trials=4", "env.n_tasks=4", "max_samples=256"],
+    "fixed": ["rule=frequency", "+rule_kwargs.threshold=0.0", "noise_model=none", "design=axes", "trials=4",
+              "env.n_tasks=4", "max_samples=256", "reveal_samples=2000"],
     "space": {
-        "objective": {"metric": "theory/t2/n_required", "reduce": "mean"},
+        "objective": {"metric": "theory/t2/n_failing", "reduce": "mean"},
         "direction": "minimize",
-        "intermediate": "theory/t2/n_required",
+        "intermediate": "theory/t2/n_failing",
         "pruner": {"type": "median", "n_startup_trials": 2},
         "sampler": {"type": "tpe", "seed": 0},
         "trials": 4,
@@ -127,7 +129,7 @@ def test_two_workers_run_exactly_n_trials_and_export_a_runnable_best(project, is
     assert config.rule_kwargs.threshold == summary["best_params"]["threshold"]
     rerun = execute("tiny_best", config)
     lines = [json.loads(line) for line in (Path(rerun["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-    values = [line["theory/t2/n_required"] for line in lines]
+    values = [line["theory/t2/n_failing"] for line in lines]
     assert sum(values) / len(values) == pytest.approx(summary["best_value"])   # same config, same numbers
     assert study.best_trial.number == summary["best_trial"]
 
@@ -144,7 +146,7 @@ def test_median_pruner_stops_a_bad_trial_after_its_intermediate_values(project):
     _, trials = finished_trials(name, url)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     pruned = trials[2]
-    assert 1 <= len(pruned.intermediate_values) < 9               # stopped before the 9 settings were done
+    assert 1 <= len(pruned.intermediate_values) < 8               # stopped before the 8 settings were done
     status = json.loads((Path(pruned.user_attrs["run_dir"]) / "status.json").read_text())
     assert status["state"] == "failed" and "TrialPruned" in status["error"]
     assert summary["n_trials"]["PRUNED"] == 1 and summary["best_trial"] in (0, 1)
@@ -192,11 +194,11 @@ def test_interrupted_study_resumes_and_reasks_a_killed_workers_trial(project):
 
 
 def test_an_objective_missing_from_the_summary_stops_the_worker_after_its_first_trial(project):
-    # thm_3_5_form_distance is a summary key the source builds at run time: its sub-keys are checked on a trial
-    name = project("nested", variant(objective="thm_3_5_form_distance.nope", intermediate=None))
+    # thm_3_5_verdicts is a summary key the source builds at run time: its sub-keys are checked on a trial
+    name = project("nested", variant(objective="thm_3_5_verdicts.nope", intermediate=None))
     summary = tune(name, None, 1, "local", None, 2)
     assert summary["n_trials"]["FAIL"] == 1 and summary["n_trials"]["WAITING"] == 1
-    assert not summary["workers"][0]["ok"] and "thm_3_5_form_distance.nope" in summary["workers"][0]["error"]
+    assert not summary["workers"][0]["ok"] and "thm_3_5_verdicts.nope" in summary["workers"][0]["error"]
     assert summary["best_yaml"] is None
 
 
@@ -224,7 +226,7 @@ BAD = [
     ("unknown sampler", variant(sampler={"type": "cma"}), "bad.sampler.type"),
     ("unknown objective key", variant(objective="abstraction_final_regret"), "bad.objective"),
     ("unknown objective metric", variant(objective={"metric": "theory/t2/n_requird"}), "bad.objective.metric"),
-    ("unknown reduce", variant(objective={"metric": "theory/t2/n_required", "reduce": "median"}),
+    ("unknown reduce", variant(objective={"metric": "theory/t2/n_failing", "reduce": "median"}),
      "bad.objective.reduce"),
     ("unknown intermediate", variant(intermediate="theory/t4/surface/regret"), "bad.intermediate"),
     ("unknown direction", variant(direction="down"), "bad.direction"),

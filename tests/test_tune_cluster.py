@@ -70,7 +70,7 @@ def test_slurm_workers_share_one_storage_without_lost_or_duplicated_trials(clust
 
 
 def test_a_killed_slurm_workers_trial_is_failed_and_reasked_on_restart(cluster_project, tmp_path):
-    slow = [*TINY["fixed"][:2], "trials=20", "env.n_tasks=16", "max_samples=1024"]   # ~3 s a trial
+    slow = [*TINY["fixed"][:4], "trials=20", "env.n_tasks=16", "max_samples=1024"]   # ~3 s a trial
     name = cluster_project("slow", variant(pruner={"type": "none"}, fixed=slow))
     url = f"sqlite:///{tmp_path / 'slow.db'}"
     wait_for_idle_queue()

@@ -47,18 +47,25 @@ def theory_items(runs: Path) -> list[dict]:
     items = []
     t2 = latest_summary(runs, "t2_pruning")
     if t2:
+        slopes = t2["thm_3_5_slopes"]
+        group = "none/observed" if "none/observed" in slopes else next(iter(slopes))   # the theorem's own setting
         for knob, label in (("n_options", "|Z|"), ("n_eps", "|Z_eps|"), ("sigma", "sigma")):
-            fit = t2["thm_3_5_slopes"][knob]
-            items.append({"name": f"Thm 3.5: slope vs {label}", "measured": fit["slope"], "low": fit["low"],
+            fit = slopes[group][knob]
+            if fit["slope"] is None:
+                continue
+            items.append({"name": f"Thm 3.5 ({group}): slope vs {label}", "measured": fit["slope"], "low": fit["low"],
                           "high": fit["high"], "ylabel": "log-log slope of |D_E|",
                           "predicted": {"K=|Z|": fit["predicted_full"], "K=|Z_eps|": fit["predicted_eps"]}})
     t3 = latest_summary(runs, "t3_horizon")
     if t3:
         gamma = max(row["gamma"] for row in t3["settings"])
-        rows = sorted((row for row in t3["settings"] if row["gamma"] == gamma), key=lambda row: row["tau"])
-        items.append({"name": f"Thm 3.6 (gamma {gamma:g})", "x": [row["tau"] for row in rows], "xlabel": "tau",
-                      "measured": [row["policy_sweeps"] for row in rows], "ylabel": "sweeps to eps-optimal",
-                      "predicted": {"bound": [row["bound"] for row in rows]}, "xscale": "log", "yscale": "log"})
+        for family in t3["families"]:
+            rows = sorted((row for row in t3["settings"] if row["gamma"] == gamma and row["family"] == family),
+                          key=lambda row: row["tau"])
+            items.append({"name": f"Thm 3.6, {family} (gamma {gamma:g})", "x": [row["tau"] for row in rows],
+                          "xlabel": "tau", "measured": [row["policy_sweeps"] for row in rows],
+                          "ylabel": "sweeps to eps-optimal", "predicted": {"bound": [row["bound"] for row in rows]},
+                          "xscale": "log", "yscale": "log"})
     codeworld = latest_summary(runs, "codeworld_ra3")
     if codeworld:
         ra3 = sorted((float(arm.removeprefix("ra3_c")), row) for arm, row in codeworld["arms"].items()

@@ -43,7 +43,6 @@ RANK_THRESHOLD = 0.5                          # Spearman rho with the bound at o
 def validate(config: DictConfig) -> None:
     check(len(config.taus) >= 3, "taus", list(config.taus), "need at least 3 option lengths to fit a slope in tau")
     check(all(int(t) == t and t >= 1 for t in config.taus), "taus", list(config.taus), "every tau must be an integer >= 1")
-    check(len(config.gammas) >= 2, "gammas", list(config.gammas), "need at least 2 discounts to see gamma at fixed tau")
     check(all(0 < g < 1 for g in config.gammas), "gammas", list(config.gammas), "every gamma must lie in (0, 1)")
     check(config.eps > 0, "eps", config.eps, "must be > 0")
     learner = config.learner
