@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from ra3lab import stats
 from ra3lab.errors import ConfigError
-from ra3lab.plots import stats
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.heatmap import sweep_heatmap
 from ra3lab.plots.style import ARMS, color, label, order, save
-from ra3lab.plots.tables import convergence_table, probability_of_improvement, to_latex, to_markdown
+from ra3lab.plots.tables import convergence_table, run_scores, to_latex, to_markdown
 from ra3lab.plots.theory import theory_figure
 
 CEILING = {"base": 0.4, "ntp": 0.6, "ra3": 0.8}  # ra3 > ntp > base at every step; base never reaches 0.5
@@ -103,12 +103,20 @@ def test_a_threshold_missed_in_some_draws_gives_an_infinite_minimum_detectable_d
 
 
 def test_probability_of_improvement_favours_the_better_init(table):
-    point, low, high = probability_of_improvement(table, x="ra3", y="ntp", reps=300)
+    point, low, high = stats.probability_of_improvement_ci(*run_scores(table, x="ra3", y="ntp"), reps=300)
     assert point == 1.0 and low > 0.5 and low <= point <= high
-    assert probability_of_improvement(table, x="ntp", y="ra3", reps=50)[0] == 0.0
+    assert stats.probability_of_improvement(*run_scores(table, x="ntp", y="ra3")) == 0.0
     close = curves_table({"ntp": 0.6, "ra3": 0.61})  # shifts of 0.01 per seed: ra3's runs overlap ntp's
-    point, low, high = probability_of_improvement(close, reps=300, measure="auc")
+    point, low, high = stats.probability_of_improvement_ci(*run_scores(close, measure="auc"), reps=300)
     assert 0.5 < point < 1 and low <= point <= high
+
+
+def test_run_scores_are_each_runs_final_value_or_area_per_task_set(table):
+    curves = np.array([[CEILING["ra3"] * (1 - np.exp(-STEPS / 40)) + 0.01 * seed + 0.02 * k for k in range(2)]
+                       for seed in range(3)])   # [seeds, task sets (humaneval, mbpp), steps], as curves_table draws
+    ra3, ntp = run_scores(table, x="ra3", y="ntp")
+    assert np.allclose(ra3, curves[..., -1]) and ntp.shape == ra3.shape
+    assert np.allclose(run_scores(table, measure="auc")[0], stats.area_under_curve(curves, STEPS))
 
 
 def test_the_convergence_figure_has_a_panel_per_task_set_and_an_aggregate(table, tmp_path):
@@ -216,9 +224,9 @@ def test_bad_tables_and_names_are_config_errors(table):
 
     assert field(convergence_figure, table.iloc[:0], "pass@1") == "table"
     assert field(convergence_figure, table, "pass@1", inits=["ra3", "oracle"]) == "inits"
-    assert field(probability_of_improvement, table, x="teacher") == "x"
-    assert field(probability_of_improvement, table, y="bolt") == "y"
-    assert field(probability_of_improvement, table, measure="median") == "measure"
+    assert field(run_scores, table, x="teacher") == "x"
+    assert field(run_scores, table, y="bolt") == "y"
+    assert field(run_scores, table, measure="median") == "measure"
     assert field(convergence_table, table.drop(index=5), threshold=0.5) == "value"  # a seed lacks one step
     assert field(convergence_table, pd.concat([table, table.iloc[:1]]), threshold=0.5) == "step"
     assert field(convergence_table, table.assign(value=table["value"].where(table.index != 3)), 0.5) == "value"

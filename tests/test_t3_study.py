@@ -17,8 +17,8 @@ from ra3lab.envs.chain import chain
 from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
 from ra3lab.mdp.learning import q_learning
+from ra3lab.stats import spearman
 from ra3lab.studies.horizon import RANK_THRESHOLD, analyse, learn, sweep_cell, validate
-from ra3lab.theory.fit import loglog_slope, loglog_slope_within, spearman
 
 T3_TINY = ["env.n_states=10", "second_env.n_states=10", "second_env.near=3", "taus=[1,2,4]", "gammas=[0.9,0.99]",
            "learner.seeds=2", "learner.budget=1000"]
@@ -123,20 +123,6 @@ def test_q_learning_stops_once_every_learner_reached_eps_and_changes_nothing_bef
     T = len(stopped.decisions)
     assert T < len(full.decisions) and torch.equal(stopped.error, full.error[:T])
     assert (stopped.error <= 0.05).any(0).all() and not (stopped.error[:-1] <= 0.05).any(0).all()
-
-
-def test_slope_at_fixed_group_recovers_what_the_pooled_slope_hides():
-    """y = c_g x^1.5 with c_g falling as x's range rises: pooled, y even seems to fall with x."""
-    x = np.array([1, 2, 4, 10, 20, 40, 100, 200, 400.0])
-    groups = np.repeat([0, 1, 2], 3)
-    y = np.array([1.0, 1e-2, 1e-4])[groups] * x**1.5 * np.exp(np.random.default_rng(0).normal(0, 0.05, 9))
-    within = loglog_slope_within(x, y, groups)
-    assert within["low"] < 1.5 < within["high"] and within["high"] - within["low"] < 0.3 and within["groups"] == 3
-    assert loglog_slope(x, y)["slope"] < 0
-    with pytest.raises(ConfigError, match="must vary inside"):
-        loglog_slope_within([1, 1, 2, 2.0], [1, 2, 3, 4.0], [0, 0, 1, 1])
-    with pytest.raises(ConfigError, match="need at least 4 points for 2 groups"):
-        loglog_slope_within([1, 2, 3.0], [1, 2, 3.0], [0, 0, 1])
 
 
 @pytest.mark.parametrize("override, field", [

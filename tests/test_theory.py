@@ -1,4 +1,4 @@
-"""Closed-form bounds (Lemma 3.2, Theorems 3.5 and 3.6) and the fits set against them."""
+"""Closed-form bounds (Lemma 3.2, Theorems 3.5 and 3.6)."""
 
 import math
 
@@ -19,7 +19,6 @@ from ra3lab.theory.bounds import (
     thm_3_5_samples_full,
     thm_3_6_iterations,
 )
-from ra3lab.theory.fit import loglog_slope, spearman
 
 
 def test_regret_decomposition_on_hand_values():
@@ -90,40 +89,3 @@ def test_theorem_3_6_iterations_reproduce_design_bounds():
 def test_bounds_reject_bad_inputs(call, field):
     with pytest.raises(ConfigError, match=f"^{field} = "):
         call()
-
-
-def test_loglog_slope_recovers_a_power_law():
-    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
-    exact = loglog_slope(x, 3 * x**2)
-    assert exact["slope"] == pytest.approx(2.0) and exact["intercept"] == pytest.approx(math.log(3))
-    assert exact["high"] - exact["low"] < 1e-9 and exact["n"] == 5
-    rng = np.random.default_rng(0)
-    noisy = loglog_slope(x, 3 * x**-1 * np.exp(rng.normal(0, 0.1, 5)), confidence=0.99)
-    assert noisy["low"] < -1.0 < noisy["high"] and noisy["low"] < noisy["slope"] < noisy["high"]
-
-
-def test_spearman_ranks():
-    assert spearman([1, 2, 3, 4], [10, 20, 30, 1000])["rho"] == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [4, 3, 2, 1])["rho"] == pytest.approx(-1.0)
-
-
-@pytest.mark.parametrize("call, field", [
-    (lambda: loglog_slope([1, 2], [1, 2]), "n"),
-    (lambda: loglog_slope([1, 2, 3], [1, 0, 2]), "x, y"),
-    (lambda: loglog_slope([1, 2, 3], [1, 2]), "x, y"),
-    (lambda: loglog_slope([2, 2, 2], [1, 2, 3]), "x"),
-    (lambda: loglog_slope([1, 2, 3], [1, 2, 3], confidence=1.0), "confidence"),
-    (lambda: spearman([1, 2], [2, 1]), "n"),
-])
-def test_fits_reject_bad_inputs(call, field):
-    with pytest.raises(ConfigError, match=f"^{field} = "):
-        call()
-
-
-def test_a_perfect_power_law_has_a_zero_width_interval():
-    from ra3lab.theory.fit import loglog_slope
-
-    fit = loglog_slope([1, 2, 4, 8], [29, 29, 29, 29])
-    assert fit["slope"] == fit["low"] == fit["high"] == 0.0
-    fit = loglog_slope([1, 2, 4, 8], [3 * x**1.5 for x in (1, 2, 4, 8)])
-    assert abs(fit["slope"] - 1.5) < 1e-12 and fit["high"] - fit["low"] < 1e-9

@@ -1,1 +1,1 @@
-"""The plotting suite: statistics as pure functions (``stats``), kept apart from drawing."""
+"""The plotting suite: figures and tables drawn from results; their statistics live in :mod:`ra3lab.stats`."""

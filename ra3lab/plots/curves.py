@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ra3lab.plots import stats
+from ra3lab import stats
 from ra3lab.plots.style import FULL, color, figure, label
 from ra3lab.plots.tables import check_curves, curve_array, pick_inits, task_sets
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ra3lab import stats
 from ra3lab.errors import check, check_choice
-from ra3lab.plots import stats
 from ra3lab.plots.style import COLUMN, figure
 from ra3lab.plots.tables import require_columns
 

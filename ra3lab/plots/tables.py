@@ -3,7 +3,7 @@
 The long table has one row per point of a curve: columns ``init`` (the mid-training arm: base, ntp, ra3, ...),
 ``seed``, ``task_set``, ``step`` and ``value`` (a pass rate in [0, 1], e.g. held-out pass@1). A run is one
 (init, seed); every init needs a value at each of its seeds x every task set x each of its steps. Intervals
-are stratified bootstraps over seeds within each task set (:mod:`ra3lab.plots.stats`).
+are stratified bootstraps over seeds within each task set (:mod:`ra3lab.stats`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ra3lab import stats
 from ra3lab.errors import check, check_choice
-from ra3lab.plots import stats
 from ra3lab.plots.style import label, order
 
 COLUMNS = ("init", "seed", "task_set", "step", "value")
@@ -117,17 +117,19 @@ def convergence_table(table: pd.DataFrame, threshold: float, reps: int = 2000, r
     return result
 
 
-def probability_of_improvement(table: pd.DataFrame, x: str = "ra3", y: str = "ntp", measure: str = "final",
-                               reps: int = 2000, rng: stats.Rng = 0, confidence: float = 0.95):
-    """(point, low, high): P(a run of init ``x`` scores above a run of init ``y`` on the same task set), averaged
-    over task sets, with a stratified-bootstrap interval. A run's score is its ``final`` value or its ``auc``."""
+def run_scores(table: pd.DataFrame, x: str = "ra3", y: str = "ntp",
+               measure: str = "final") -> tuple[np.ndarray, np.ndarray]:
+    """(ndarray[seeds of x, task_sets], ndarray[seeds of y, task_sets]): the score of each run of init ``x`` and
+    of init ``y`` on each task set, its ``final`` value or its ``auc`` (in the values' units), task sets in the
+    order of :func:`task_sets`. The x and y of :func:`ra3lab.stats.probability_of_improvement_ci`."""
     check_curves(table)
     check_choice("measure", measure, ("final", "auc"))
-    scores = []
-    for field, init in (("x", x), ("y", y)):
+
+    def scores(field: str, init: str) -> np.ndarray:
         steps, curves = curve_array(table, pick_inits(table, init, field)[0])
-        scores.append(curves[..., -1] if measure == "final" else stats.area_under_curve(curves, steps))
-    return stats.probability_of_improvement_ci(*scores, reps=reps, confidence=confidence, rng=rng)
+        return curves[..., -1] if measure == "final" else stats.area_under_curve(curves, steps)
+
+    return scores("x", x), scores("y", y)
 
 
 def to_latex(df: pd.DataFrame, digits: int = 3) -> str:

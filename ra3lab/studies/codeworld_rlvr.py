@@ -27,9 +27,10 @@ from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
-from ra3lab.plots.tables import convergence_table, probability_of_improvement, to_markdown
+from ra3lab.plots.tables import convergence_table, run_scores, to_markdown
 from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.stats import probability_of_improvement_ci
 from ra3lab.studies.midtraining import say
 
 METRIC = "eval/pass@1/heldout"
@@ -127,7 +128,7 @@ def run(config: DictConfig, run) -> dict:
     poi = None
     if {"ntp"} <= set(config.inits) and any(init.startswith("ra3_") for init in config.inits):
         ra3 = next(init for init in config.inits if init.startswith("ra3_"))
-        point, low, high = probability_of_improvement(table, ra3, "ntp", reps=config.reps, rng=seed)
+        point, low, high = probability_of_improvement_ci(*run_scores(table, ra3, "ntp"), reps=config.reps, rng=seed)
         poi = {"x": ra3, "y": "ntp", "point": point, "low": low, "high": high}
     fig = convergence_figure(table, "held-out pass@1", threshold=config.threshold, rng=seed)
     figures = style.save(fig, run.path / "figures", "codeworld_rlvr")

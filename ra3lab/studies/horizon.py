@@ -30,9 +30,9 @@ from ra3lab.errors import ConfigError, check
 from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
+from ra3lab.stats import loglog_slope, loglog_slope_within, spearman
 from ra3lab.studies.common import figure, generator, log_axes, make_family
 from ra3lab.theory.bounds import effective_horizon, gamma_bar_fixed, thm_3_6_iterations
-from ra3lab.theory.fit import loglog_slope, loglog_slope_within, spearman
 
 ENVS = ("env", "second_env")
 MEASURES = ("policy_sweeps", "value_sweeps", "learner_samples", "learner_decisions")

@@ -23,7 +23,6 @@ import itertools
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
-from scipy import stats
 
 from ra3lab.errors import check
 from ra3lab.mdp.pruning import (
@@ -36,9 +35,9 @@ from ra3lab.mdp.pruning import (
     suboptimal_decisions,
     z_eps,
 )
+from ra3lab.stats import binomial_upper_bound, loglog_slope
 from ra3lab.studies.common import generator, log_axes, make_family
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
-from ra3lab.theory.fit import loglog_slope
 
 KNOBS = {"n_options": "|Z|", "n_eps": "|Z_eps|", "sigma": "σ"}
 FORMS = {"K=|Z|": "predicted_full", "K=|Z_eps|": "predicted_eps"}
@@ -194,8 +193,7 @@ def largest_failing(sizes: list[int], success: list[float], trials: int, target:
     """The largest size at which the data show failure: the one-sided Clopper-Pearson upper bound of
     P(success) from ``trials`` trials lies below ``target`` (0 if no size fails clearly). A size whose
     estimate falls just short of the target by sampling noise does not count."""
-    wins = np.rint(np.asarray(success) * trials)
-    upper = np.where(wins < trials, stats.beta.ppf(confidence, wins + 1, np.maximum(trials - wins, 1)), 1.0)
+    upper = binomial_upper_bound(np.rint(np.asarray(success) * trials), trials, confidence)
     failing = [n for n, bound in zip(sizes, upper) if bound < target]
     return failing[-1] if failing else 0
 

@@ -18,6 +18,7 @@ from ra3lab.errors import check
 from ra3lab.mdp.planning import optimal_values, start_values, stochastic_policy_evaluation
 from ra3lab.mdp.pruning import pruning_error
 from ra3lab.mdp.smdp import Options, option_models
+from ra3lab.stats import standard_error
 from ra3lab.studies.common import figure, generator, make_family
 from ra3lab.theory.bounds import regret_decomposition
 
@@ -51,7 +52,7 @@ def monte_carlo_value(family, probs: torch.Tensor, task: int, episodes: int, hor
             discount *= info["discount"]
             done = terminated or truncated
         returns.append(total)
-    return float(np.mean(returns)), float(np.std(returns, ddof=1) / np.sqrt(episodes))
+    return float(np.mean(returns)), float(standard_error(returns))
 
 
 def one_instance(config: DictConfig, index: int) -> dict:

@@ -1,10 +1,15 @@
-"""Statistics of noisy results as rliable (Agarwal et al. 2021) computes them, as pure numpy functions.
+"""Statistics of noisy results, as pure numpy/scipy functions: the one home of every interval, test and fit.
 
-Scores are ndarray[runs, tasks] (a run is one seed; a 1-D array is one task); curves add a
-trailing steps axis. Intervals come from the stratified bootstrap: each draw resamples runs with
-replacement independently within every task, and the interval is the percentile interval of the
-statistic over ``reps`` draws. Random functions take ``rng``, a np.random.Generator or a seed.
-:func:`minimum_detectable_difference` says how large a difference between two such estimates must be to show.
+Results over seeds, as rliable (Agarwal et al. 2021) computes them: scores are ndarray[runs, tasks] (a run
+is one seed; a 1-D array is one task); curves add a trailing steps axis. Intervals come from the stratified
+bootstrap: each draw resamples runs with replacement independently within every task, and the interval is the
+percentile interval of the statistic over ``reps`` draws. Random functions take ``rng``, a np.random.Generator
+or a seed. :func:`minimum_detectable_difference` says how large a difference between two such estimates must
+be to show; :func:`mean_ci` and :func:`standard_error` are the Student-t view of a mean over seeds, and
+:func:`binomial_upper_bound` the exact bound of a success rate.
+
+Fits that set measurements against predicted scalings: log-log slopes with t-intervals
+(:func:`loglog_slope`, :func:`loglog_slope_within`) and rank correlation (:func:`spearman`).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def curve_bands(curves, statistic: Callable = iqm, reps: int = 2000, confidence:
 def probability_of_improvement(x, y) -> float:
     """P(X > Y) + P(X = Y) / 2 for a run X of x ndarray[runs_x, tasks] and a run Y of y ndarray[runs_y, tasks]
     on the same task, averaged over tasks: per task the Mann-Whitney U statistic of x against y over runs_x * runs_y."""
-    x, y = _pair(x, y)
+    x, y = _score_pair(x, y)
     above, tied = x[:, None, :] > y[None, :, :], x[:, None, :] == y[None, :, :]
     return float((above + 0.5 * tied).mean(axis=(0, 1)).mean())
 
@@ -70,7 +75,7 @@ def probability_of_improvement_ci(x, y, reps: int = 2000, confidence: float = 0.
     stratified by task."""
     _check_bootstrap(reps, confidence)
     rng = np.random.default_rng(rng)
-    x, y = _pair(x, y)
+    x, y = _score_pair(x, y)
     draws = np.array([probability_of_improvement(_resample(x, rng), _resample(y, rng)) for _ in range(reps)])
     return _interval(probability_of_improvement(x, y), draws, confidence)
 
@@ -95,12 +100,16 @@ def mean_ci(values, confidence: float = 0.95):
     """(mean, low, high) over ``values`` ndarray[seeds, ...] with a Student-t interval (seeds - 1 degrees of
     freedom); low and high are nan for a single seed."""
     check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
-    values = np.asarray(values, dtype=float)
-    check(values.ndim >= 1 and len(values) >= 1, "values", values.shape, "must be ndarray[seeds, ...] with a seed")
-    seeds, mean = len(values), values.mean(axis=0)
-    spread = values.std(axis=0, ddof=1) if seeds > 1 else np.full_like(mean, np.nan)
-    half = stats.t.ppf((1 + confidence) / 2, seeds - 1) * spread / np.sqrt(seeds)
+    values = _seeds(values)
+    mean, half = values.mean(axis=0), _t_half_width(_spread(values), len(values) - 1, confidence) / np.sqrt(len(values))
     return mean[()], (mean - half)[()], (mean + half)[()]
+
+
+def standard_error(values):
+    """The standard error of the mean over ``values`` ndarray[seeds, ...]: std (ddof 1) / sqrt(seeds), in the
+    units of the values; ndarray[...] (a float for one sample), nan for a single seed."""
+    values = _seeds(values)
+    return (_spread(values) / np.sqrt(len(values)))[()]
 
 
 def interval_se(low, high, confidence: float = 0.95):
@@ -134,6 +143,110 @@ def minimum_detectable_difference(se_a, se_b, alpha: float = 0.05, power: float 
     return (z * np.sqrt(se_a**2 + se_b**2))[()]
 
 
+def binomial_upper_bound(successes, trials: int, confidence: float = 0.95):
+    """One-sided Clopper-Pearson upper ``confidence`` bound of a success probability seen ``successes`` times
+    (a count, or an ndarray of counts, which the result's shape follows) in ``trials`` trials: the ``confidence``
+    quantile of Beta(successes + 1, trials - successes), 1 where every trial succeeded."""
+    check(trials >= 1, "trials", trials, "must be >= 1")
+    check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
+    successes = np.asarray(successes, dtype=float)
+    check(bool(np.all((successes >= 0) & (successes <= trials))), "successes", successes, f"must lie in [0, {trials}]")
+    fails = np.maximum(trials - successes, 1)
+    return np.where(successes < trials, stats.beta.ppf(confidence, successes + 1, fails), 1.0)[()]
+
+
+def spearman(x, y) -> dict:
+    """Spearman rank correlation rho of x and y (1-d, one length, at least 3 points) and its two-sided p-value."""
+    x, y = _points(x, y)
+    result = stats.spearmanr(x, y)
+    return {"rho": float(result.statistic), "p": float(result.pvalue)}
+
+
+def loglog_slope(x, y, confidence: float = 0.95) -> dict:
+    """Least squares ``log y = intercept + slope log x`` (natural logs), i.e. y ~ e^intercept x^slope.
+
+    Returns slope, its t-based confidence interval [low, high] (n - 2 degrees of freedom),
+    intercept and n. x and y must be positive; x must not be constant.
+    """
+    x, y = _points(x, y)
+    log_x, log_y = _logs(x, y, confidence)
+    check(bool(np.ptp(x) > 0), "x", x.tolist(), "must not be constant")
+    centred = log_x - log_x.mean()
+    slope = float(centred @ (log_y - log_y.mean()) / (centred @ centred))
+    intercept = float(log_y.mean() - slope * log_x.mean())
+    residuals = log_y - intercept - slope * log_x   # 0 for a perfect fit
+    return _slope_interval(slope, residuals, float(centred @ centred), len(x) - 2, confidence) | {
+        "intercept": intercept, "n": len(x)}
+
+
+def loglog_slope_within(x, y, groups, confidence: float = 0.95) -> dict:
+    """Least squares ``log y = a_g + slope log x`` with one intercept a_g per group g: the slope in x
+    at fixed group, pooled over groups (e.g. y against 1/(1 - gamma_bar) at fixed tau, across gammas).
+
+    x, y > 0 and groups (any labels) are 1-d of one length; x must vary inside some group.
+    Returns slope, its t-based confidence interval [low, high] (n - G - 1 degrees of freedom, G groups),
+    n and groups.
+    """
+    x, y = _points(x, y)
+    _, first, labels = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    labels = labels.ravel()
+    check(len(labels) == len(x), "groups", len(labels), f"need one group label per point ({len(x)})")
+    log_x, log_y = _logs(x, y, confidence)
+    dof = len(x) - len(first) - 1
+    check(dof >= 1, "n", len(x), f"need at least {len(first) + 2} points for {len(first)} groups")
+
+    def centred(values: np.ndarray) -> np.ndarray:   # from the group's first point, so a constant group is exactly 0
+        shifted = values - values[first][labels]
+        return shifted - (np.bincount(labels, shifted) / np.bincount(labels))[labels]
+
+    centred_x, centred_y = centred(log_x), centred(log_y)
+    spread = float(centred_x @ centred_x)
+    check(spread > 0, "x", x.tolist(), "must vary inside at least one group")
+    slope = float(centred_x @ centred_y / spread)
+    return _slope_interval(slope, centred_y - slope * centred_x, spread, dof, confidence) | {
+        "n": len(x), "groups": len(first)}
+
+
+def _t_half_width(se, dof: int, confidence: float):
+    """Half the width of a two-sided Student-t ``confidence`` interval with ``dof`` degrees of freedom around an
+    estimate with standard error ``se`` (its units and shape)."""
+    return stats.t.ppf((1 + confidence) / 2, dof) * se
+
+
+def _slope_interval(slope: float, residuals: np.ndarray, spread: float, dof: int, confidence: float) -> dict:
+    """slope with its t-interval [low, high]: standard error sqrt(residuals^2 / dof / spread), where ``spread``
+    is the sum of squares of the centred log x."""
+    half = float(_t_half_width(np.sqrt(residuals @ residuals / dof / spread), dof, confidence))
+    return {"slope": slope, "low": slope - half, "high": slope + half}
+
+
+def _points(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` as float arrays, checked to be 1-d of one length with at least 3 points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    check(x.ndim == 1 and x.shape == y.shape, "x, y", (x.shape, y.shape), "must be 1-d arrays of one length")
+    check(len(x) >= 3, "n", len(x), "need at least 3 points")
+    return x, y
+
+
+def _logs(x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(log x, log y) of the :func:`_points` x and y, checked to be > 0; ``confidence`` checked to lie in (0, 1)."""
+    check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
+    check(bool((x > 0).all() and (y > 0).all()), "x, y", "non-positive entries", "must be > 0 to take logs")
+    return np.log(x), np.log(y)
+
+
+def _seeds(values) -> np.ndarray:
+    """``values`` as a float array [seeds, ...] with at least one seed."""
+    values = np.asarray(values, dtype=float)
+    check(values.ndim >= 1 and len(values) >= 1, "values", values.shape, "must be ndarray[seeds, ...] with a seed")
+    return values
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """The sample standard deviation (ddof 1) over the seeds of ``values`` [seeds, ...]: ndarray[...], nan for one."""
+    return values.std(axis=0, ddof=1) if len(values) > 1 else np.full(values.shape[1:], np.nan)
+
+
 def _check_bootstrap(reps: int, confidence: float) -> None:
     check(reps >= 1, "reps", reps, "must be >= 1 bootstrap draw")
     check(0 < confidence < 1, "confidence", confidence, "must lie in (0, 1)")
@@ -148,7 +261,7 @@ def _runs_by_tasks(scores, name: str) -> np.ndarray:
     return scores
 
 
-def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+def _score_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
     x, y = _runs_by_tasks(x, "x"), _runs_by_tasks(y, "y")
     check(x.ndim == 2, "x", x.shape, "must be ndarray[runs, tasks]")
     check(y.ndim == 2 and y.shape[1] == x.shape[1], "y", y.shape, f"must be ndarray[runs, {x.shape[1]}] like x")

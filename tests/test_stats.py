@@ -1,21 +1,32 @@
-"""Statistics of the plotting suite, checked against scipy's reference implementations and hand values."""
+"""ra3lab.stats, the one home of the package's statistics, checked against scipy's reference implementations
+and hand values."""
 
+import ast
+import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
+import ra3lab
+from ra3lab import stats as ra3lab_stats
 from ra3lab.errors import ConfigError
-from ra3lab.plots.stats import (
+from ra3lab.stats import (
     area_under_curve,
+    binomial_upper_bound,
     curve_bands,
     interval_se,
     iqm,
+    loglog_slope,
+    loglog_slope_within,
     mean_ci,
     minimum_detectable_difference,
     probability_of_improvement,
     probability_of_improvement_ci,
+    spearman,
+    standard_error,
     steps_to_threshold,
     stratified_bootstrap_ci,
 )
@@ -192,3 +203,100 @@ def test_bad_arguments_are_config_errors(call, field):
     with pytest.raises(ConfigError) as error:
         call()
     assert error.value.field == field
+
+
+def test_loglog_slope_recovers_a_power_law():
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    exact = loglog_slope(x, 3 * x**2)
+    assert exact["slope"] == pytest.approx(2.0) and exact["intercept"] == pytest.approx(math.log(3))
+    assert exact["high"] - exact["low"] < 1e-9 and exact["n"] == 5
+    rng = np.random.default_rng(0)
+    noisy = loglog_slope(x, 3 * x**-1 * np.exp(rng.normal(0, 0.1, 5)), confidence=0.99)
+    assert noisy["low"] < -1.0 < noisy["high"] and noisy["low"] < noisy["slope"] < noisy["high"]
+
+
+def test_spearman_ranks():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 1000])["rho"] == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1])["rho"] == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: loglog_slope([1, 2], [1, 2]), "n"),
+    (lambda: loglog_slope([1, 2, 3], [1, 0, 2]), "x, y"),
+    (lambda: loglog_slope([1, 2, 3], [1, 2]), "x, y"),
+    (lambda: loglog_slope([2, 2, 2], [1, 2, 3]), "x"),
+    (lambda: loglog_slope([1, 2, 3], [1, 2, 3], confidence=1.0), "confidence"),
+    (lambda: spearman([1, 2], [2, 1]), "n"),
+])
+def test_fits_reject_bad_inputs(call, field):
+    with pytest.raises(ConfigError, match=f"^{field} = "):
+        call()
+
+
+def test_a_perfect_power_law_has_a_zero_width_interval():
+    fit = loglog_slope([1, 2, 4, 8], [29, 29, 29, 29])
+    assert fit["slope"] == fit["low"] == fit["high"] == 0.0
+    fit = loglog_slope([1, 2, 4, 8], [3 * x**1.5 for x in (1, 2, 4, 8)])
+    assert abs(fit["slope"] - 1.5) < 1e-12 and fit["high"] - fit["low"] < 1e-9
+
+
+def test_slope_at_fixed_group_recovers_what_the_pooled_slope_hides():
+    """y = c_g x^1.5 with c_g falling as x's range rises: pooled, y even seems to fall with x."""
+    x = np.array([1, 2, 4, 10, 20, 40, 100, 200, 400.0])
+    groups = np.repeat([0, 1, 2], 3)
+    y = np.array([1.0, 1e-2, 1e-4])[groups] * x**1.5 * np.exp(np.random.default_rng(0).normal(0, 0.05, 9))
+    within = loglog_slope_within(x, y, groups)
+    assert within["low"] < 1.5 < within["high"] and within["high"] - within["low"] < 0.3 and within["groups"] == 3
+    assert loglog_slope(x, y)["slope"] < 0
+    with pytest.raises(ConfigError, match="must vary inside"):
+        loglog_slope_within([1, 1, 2, 2.0], [1, 2, 3, 4.0], [0, 0, 1, 1])
+    with pytest.raises(ConfigError, match="need at least 4 points for 2 groups"):
+        loglog_slope_within([1, 2, 3.0], [1, 2, 3.0], [0, 0, 1])
+
+
+def test_standard_error_is_scipys_sem():
+    values = np.array([[0.42, 1.0], [0.51, 3.0], [0.47, 2.0], [0.39, 7.0], [0.55, 4.0]])
+    assert np.allclose(standard_error(values), stats.sem(values))
+    assert standard_error(values[:, 0]) == pytest.approx(stats.sem(values[:, 0]))
+    assert standard_error([2.0, 2.0, 2.0]) == 0.0
+    with warnings.catch_warnings():   # a single seed has no spread: nan, quietly
+        warnings.simplefilter("error")
+        assert np.isnan(standard_error([0.3])) and np.isnan(standard_error([[0.3, 0.4]])).all()
+    with pytest.raises(ConfigError, match="^values = "):
+        standard_error([])
+
+
+def test_binomial_upper_bound_is_the_exact_one_sided_interval():
+    for successes, trials in [(0, 10), (3, 10), (86, 100), (999, 1000)]:
+        exact = stats.binomtest(successes, trials, alternative="less").proportion_ci(0.95, method="exact").high
+        assert binomial_upper_bound(successes, trials) == pytest.approx(exact)
+    assert binomial_upper_bound(0, 10, 0.9) == pytest.approx(1 - 0.1 ** (1 / 10))   # (1 - p)^n = 1 - confidence
+    assert binomial_upper_bound(10, 10) == 1.0
+    assert np.allclose(binomial_upper_bound(np.array([0, 10]), 10), [1 - 0.05 ** (1 / 10), 1.0])
+    for call, field in [(lambda: binomial_upper_bound(11, 10), "successes"), (lambda: binomial_upper_bound(0, 0), "trials"),
+                        (lambda: binomial_upper_bound(1, 10, confidence=1.0), "confidence")]:
+        with pytest.raises(ConfigError, match=f"^{field} = "):
+            call()
+
+
+def test_each_statistic_is_defined_once_in_the_package():
+    """Every public function of ra3lab.stats is defined there and nowhere else in the package (no module keeps a
+    copy under the same name), and scipy.stats is imported only there."""
+    names = {name for name, value in vars(ra3lab_stats).items() if not name.startswith("_")
+             and callable(value) and getattr(value, "__module__", None) == "ra3lab.stats"}
+    assert {"probability_of_improvement", "loglog_slope", "mean_ci", "spearman", "binomial_upper_bound"} <= names
+    package = Path(ra3lab.__file__).parent
+    for path in package.rglob("*.py"):
+        if path == package / "stats.py":
+            continue
+        nodes = list(ast.walk(ast.parse(path.read_text(), str(path))))
+        defined = {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        assert not defined & names, f"{path.relative_to(package)} defines {sorted(defined & names)}"
+        assert not any(map(_imports_scipy_stats, nodes)), f"{path.relative_to(package)} imports scipy.stats"
+
+
+def _imports_scipy_stats(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(alias.name.startswith("scipy.stats") for alias in node.names)
+    return isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scipy") and (
+        node.module.startswith("scipy.stats") or any(alias.name == "stats" for alias in node.names))
