@@ -9,7 +9,15 @@ from ra3lab.cli import main
 from ra3lab.envs.random_dense import random_dense
 from ra3lab.errors import ConfigError
 from ra3lab.mdp import planning
-from ra3lab.mdp.planning import bellman_q, optimal_values, policy_evaluation, value_iteration
+from ra3lab.mdp.planning import (
+    bellman_q,
+    block_budget,
+    cache_sizes,
+    greedy_values,
+    optimal_values,
+    policy_evaluation,
+    value_iteration,
+)
 from ra3lab.mdp.smdp import SMDP
 
 
@@ -54,20 +62,87 @@ def test_sup_rule_is_within_tolerance_of_v_star_and_its_policy_optimal(family):
     assert torch.allclose(q_star.amax(1), v_star, atol=1e-9)
 
 
-def test_blocks_and_masks_do_not_change_the_iterates(family, monkeypatch):
+@pytest.fixture(scope="module")
+def mixed(family):
+    """The family's SMDPs with rewards scaled 1e-3 .. 1e3: under either rule they stop at different sweeps."""
+    smdp = family.abstract
+    scale = torch.logspace(-3, 3, len(smdp), dtype=torch.float64).view(-1, 1, 1)
+    return SMDP(smdp.transitions, smdp.rewards * scale, smdp.start, smdp.gamma)
+
+
+RESULTS = ("values", "q", "policy", "iterations", "converged")
+
+
+@pytest.mark.parametrize("stop", planning.STOPPING_RULES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_block_size_changes_no_result(mixed, monkeypatch, stop, masked):
+    """One block, uneven blocks, one MDP per block: the same iterates, bit for bit, although the MDPs of
+    a block stop at different sweeps."""
+    allowed = torch.rand(len(mixed), mixed.n_options, generator=torch.Generator().manual_seed(0)) < 0.6 if masked else None
+    mdp_bytes = mixed.transitions[0].numel() * mixed.transitions.element_size()
+    results = []
+    for budget, expected in ((len(mixed), len(mixed)), (4, 3), (1, 1)):
+        monkeypatch.setattr(planning, "BLOCK_BYTES", budget * mdp_bytes)
+        assert planning.block_mdps(len(mixed), mdp_bytes) == expected
+        results.append(value_iteration(mixed, stop=stop, allowed=allowed))
+    assert len(set(results[0].iterations.tolist())) == len(mixed)
+    for blocked in results[1:]:
+        for name in RESULTS:
+            assert torch.equal(getattr(results[0], name), getattr(blocked, name)), name
+
+
+def test_masks_and_the_product_free_first_sweep_do_not_change_the_iterates(family):
     smdp = family.abstract
     allowed = torch.rand(len(smdp), smdp.n_options, generator=torch.Generator().manual_seed(0)) < 0.6
     allowed[:, 0] = True
     whole = value_iteration(smdp, allowed=allowed)
-    monkeypatch.setattr(planning, "BLOCK_BYTES", 1)                   # one MDP per block
-    blocked = value_iteration(smdp, allowed=allowed)
-    # the same iterates up to the summation order of the batched product
-    assert torch.allclose(whole.values, blocked.values, rtol=0, atol=1e-12)
-    assert torch.equal(whole.iterations, blocked.iterations)
     from_zero = value_iteration(smdp, allowed=allowed, initial=torch.zeros(len(smdp), smdp.n_states, dtype=torch.float64))
     assert torch.allclose(whole.values, from_zero.values, rtol=0, atol=1e-12)  # the product-free first sweep
     assert torch.equal(whole.iterations, from_zero.iterations)
     assert (whole.q[~allowed.unsqueeze(-1).expand_as(whole.q)] == float("-inf")).all()
+
+
+def test_each_mdp_keeps_the_iterate_it_stopped_at_and_max_iter_cuts_the_rest(mixed, monkeypatch):
+    """Against plain Bellman backups V_k = max_z (R_z + P_z V_{k-1}): an MDP that stopped at sweep k < 8
+    keeps V_k while its block sweeps on; the ones max_iter = 8 cut get V_8, unconverged."""
+    iterates = [torch.zeros(len(mixed), mixed.n_states, dtype=torch.float64)]
+    for _ in range(8):
+        iterates.append(greedy_values(bellman_q(mixed, iterates[-1]))[0])
+    result = value_iteration(mixed, tol=1e-6, stop="span", max_iter=8)
+    assert result.iterations.tolist() == [5, 6, 8, 8, 8, 8]
+    assert result.converged.tolist() == [True, True, True, True, False, False]
+    for b, k in enumerate(result.iterations.tolist()):
+        assert torch.allclose(result.values[b], iterates[k][b], rtol=1e-14, atol=0), b
+    assert torch.allclose(result.q, bellman_q(mixed, result.values), rtol=1e-14, atol=0)
+
+
+def test_an_mdp_the_first_sweep_stops_keeps_it_while_its_block_sweeps_on(mixed):
+    rewards = mixed.rewards.clone()
+    rewards[0] = 1.0                                                   # V_1 = 1 everywhere: span 0 at sweep 1
+    result = value_iteration(SMDP(mixed.transitions, rewards, mixed.start, mixed.gamma), stop="span")
+    assert result.iterations[0] == 1 and result.converged[0] and (result.values[0] == 1.0).all()
+    assert (result.iterations[1:] > 1).all()
+
+
+def test_cache_sizes_read_data_and_unified_caches(tmp_path):
+    caches = [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "32M")]
+    for index, (level, kind, size) in enumerate(caches):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{text}\n")
+    sizes = cache_sizes(tmp_path)
+    assert sizes == {1: 48 * 2**10, 2: 2 * 2**20, 3: 32 * 2**20}
+    assert block_budget(sizes) == 8 * 2**20                           # a quarter of the last level
+    assert cache_sizes(tmp_path / "absent") == {}
+    assert block_budget({}) == planning.DEFAULT_CACHE_BYTES // 4
+
+
+def test_blocks_hold_what_the_budget_allows_evened_out(monkeypatch):
+    monkeypatch.setattr(planning, "BLOCK_BYTES", 1000)
+    assert planning.block_mdps(25, 100) == 9                          # 9 + 9 + 7, not 10 + 10 + 5
+    assert planning.block_mdps(5, 100) == 5
+    assert planning.block_mdps(25, 2000) == 1                         # an MDP over budget: one at a time
 
 
 def test_an_smdp_with_no_decision_anywhere_has_zero_value(family):
