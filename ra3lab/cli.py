@@ -26,7 +26,7 @@ import sys
 
 import yaml
 
-from ra3lab.config import compose_experiment, names
+from ra3lab.config import compose_experiment
 from ra3lab.errors import ConfigError
 from ra3lab.runs import json_safe
 
@@ -160,11 +160,24 @@ def cmd_plot(args) -> dict:
 
 
 def cmd_list(args) -> dict:
-    from ra3lab.sweep.space import space_names
-    from ra3lab.sweep.spec import sweep_names
+    from ra3lab.files import catalogue
 
-    return {"experiments": names("experiments"), "envs": names("envs"), "sweeps": sweep_names(),
-            "spaces": space_names()}
+    return catalogue()
+
+
+def render_list(summary: dict) -> None:
+    """One table: kind, name and the first comment line of its file."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for column in ("kind", "name", "description"):
+        table.add_column(column, overflow="fold")
+    for group, described in summary.items():
+        for name, description in described.items():
+            table.add_row(group.removesuffix("s"), name, description)
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -225,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("params", nargs="*", help="key=value: threshold=0.5 (convergence); x=, y=, value= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")
 
-    add("list", cmd_list, "list experiments, environments, sweeps and search spaces")
+    add("list", cmd_list, "list experiments, environments, sweeps and search spaces, each with its description",
+        render_list)
     return top
 
 

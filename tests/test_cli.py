@@ -24,6 +24,30 @@ def test_list_names_experiments_and_envs(capsys):
     assert {"chain", "star", "random_dense"} <= set(listing["envs"])
 
 
+def test_list_prints_a_table_with_the_description_of_every_shipped_file(capsys):
+    assert main(["list", "--json"]) == 0
+    listing = last_json(capsys)
+    assert set(listing) == {"experiments", "envs", "sweeps", "spaces"}
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for group, described in listing.items():
+        assert described, group
+        for name, description in described.items():
+            assert description, f"{group}/{name}.yaml does not open with a comment line that describes it"
+            row = next(line for line in lines if f"│ {group.removesuffix('s')} " in line and f"│ {name} " in line)
+            assert description[:30] in row, row
+
+
+def test_a_description_is_the_first_comment_line_of_a_file(tmp_path):
+    from ra3lab.files import describe
+
+    path = tmp_path / "f.yaml"
+    path.write_text("# @package _global_\n\n# What it is.\n# More about it.\nkey: 1  # not this\n")
+    assert describe(path) == "What it is."
+    path.write_text("key: 1\n# a comment further down does not describe the file\n")
+    assert describe(path) == ""
+
+
 def test_run_prints_summary_as_last_json_line_and_reuses_it(capsys, isolated_runs):
     assert main(["run", "t1_regret_decomposition", *T1_SMALL, "--json"]) == 0
     first = last_json(capsys)

@@ -19,7 +19,9 @@ from ra3lab.sweep.aggregate import flatten, load_aggregate
 from ra3lab.sweep.grid import plan, run_sweep
 from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import launch, submit
-from ra3lab.sweep.spec import SweepSpec, expand
+from ra3lab.sweep.profiles import load_profile
+from ra3lab.sweep.space import load_space
+from ra3lab.sweep.spec import SweepSpec, expand, load_spec
 from ra3lab.sweep.status import run_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,6 +335,35 @@ def test_bad_profiles_are_clear_errors(keys, field, hint, root, isolated_runs):
     assert not isolated_runs.exists()
 
 
+KINDS = {   # label: (file name, loader, a required key, a valid value of it, a typed key, its type)
+    "sweep": ("bad", load_spec, "experiment", "t1_regret_decomposition", "quick", "bool"),
+    "space": ("bad_space", load_space, "experiment", "t1_regret_decomposition", "quick", "bool"),
+    "profile": ("bad", load_profile, "partition", "debug", "cpus_per_task", "int"),
+}
+DEFECTS = [   # (text, field, the start of the message), formatted with the kind's names
+    ("[1, 2]\n", "{label}", "must be a mapping with keys "),
+    ("a: [1\n", "{label}", "is not valid YAML: "),
+    ("nope: 1\n", "bad.nope", "a {label} file has keys "),
+    ("{typed}: null\n", "bad.{required}", "every {label} file names its {required}: "),
+    ("{required}: 3\n", "bad.{required}", "expected str: "),
+    ("{required}: {value}\n{typed}: [x]\n", "bad.{typed}", "expected {type}: "),
+]
+
+
+@pytest.mark.parametrize("label", list(KINDS))
+@pytest.mark.parametrize("text, field, start", DEFECTS, ids=["not a mapping", "not YAML", "unknown key", "missing key",
+                                                             "wrong type", "wrong type of a second key"])
+def test_sweep_space_and_profile_files_report_a_defect_the_same_way(label, text, field, start, root):
+    file, loader, required, value, typed, kind = KINDS[label]
+    names = {"label": label, "required": required, "value": value, "typed": typed, "type": kind}
+    folder = "slurm/profiles" if label == "profile" else "sweeps"
+    (Path(os.environ["RA3LAB_ROOT"]) / folder / f"{file}.yaml").write_text(text.format(**names))
+    with pytest.raises(ConfigError) as error:
+        loader("bad")
+    assert error.value.field == field.format(**names), str(error.value)
+    assert error.value.valid.startswith(start.format(**names)), str(error.value)
+
+
 def test_a_slurm_launch_checks_the_cluster_before_writing_anything(root, isolated_runs, monkeypatch):
     root.sweep("tiny", **TINY)
     monkeypatch.setattr(slurm, "partitions", lambda: ["batch", "gpu"])
@@ -351,7 +382,7 @@ def test_a_slurm_launch_checks_the_cluster_before_writing_anything(root, isolate
 
 def test_a_search_space_is_not_a_grid_sweep(root):
     root.sweep("grid", **TINY)
-    root.sweep("surface_space", text="experiment: t4_abstraction\nspace: {}\n")
+    root.sweep("surface_space", text="experiment: t4_abstraction\nparams: {}\n")
     with pytest.raises(ConfigError, match="ra3lab tune surface"):
         run_sweep("surface_space", dry_run=True)
     with pytest.raises(ConfigError, match="choose one of grid$"):

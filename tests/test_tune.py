@@ -5,7 +5,10 @@ never touch the checkout.
 """
 
 import json
+import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -16,10 +19,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from ra3lab.config import compose_experiment
+from ra3lab.cli import main
 from ra3lab.errors import ConfigError
-from ra3lab.execute import execute
-from ra3lab.sweep.space import load_space, space_names
+from ra3lab.files import SPACES
+from ra3lab.sweep.space import load_space
 from ra3lab.sweep.storage import open_storage, open_study
 from ra3lab.sweep.tune import enqueue_tickets, tune
 
@@ -33,16 +36,13 @@ TINY = {
     "quick": True,
     "fixed": ["rule=frequency", "+rule_kwargs.threshold=0.0", "noise_model=none", "design=axes", "trials=4",
               "env.n_tasks=4", "max_samples=256", "reveal_samples=2000"],
-    "space": {
-        "objective": {"metric": "theory/t2/n_failing", "reduce": "mean"},
-        "direction": "minimize",
-        "intermediate": "theory/t2/n_failing",
-        "pruner": {"type": "median", "n_startup_trials": 2},
-        "sampler": {"type": "tpe", "seed": 0},
-        "trials": 4,
-        "params": {"threshold": {"key": "rule_kwargs.threshold", "type": "float", "low": 0.001, "high": 0.15,
-                                 "log": True}},
-    },
+    "objective": {"metric": "theory/t2/n_failing", "reduce": "mean"},
+    "direction": "minimize",
+    "intermediate": "theory/t2/n_failing",
+    "pruner": {"type": "median", "n_startup_trials": 2},
+    "sampler": {"type": "tpe", "seed": 0},
+    "trials": 4,
+    "params": {"threshold": {"key": "rule_kwargs.threshold", "type": "float", "low": 0.001, "high": 0.15, "log": True}},
 }
 
 
@@ -67,15 +67,13 @@ def project(tmp_path, monkeypatch):
 
 
 def variant(**changes) -> dict:
-    """TINY with ``changes`` applied to its space section (``params_threshold`` replaces the param)."""
+    """TINY with ``changes`` applied (``params_threshold`` replaces the param)."""
     spec = json.loads(json.dumps(TINY))
     for key, value in changes.items():
         if key == "params_threshold":
-            spec["space"]["params"]["threshold"] = value
-        elif key in ("experiment", "quick", "fixed"):
-            spec[key] = value
+            spec["params"]["threshold"] = value
         else:
-            spec["space"][key] = value
+            spec[key] = value
     return spec
 
 
@@ -89,7 +87,7 @@ def finished_trials(name: str, url: str):
 def test_shipped_spaces_load_and_their_bounds_validate():
     from ra3lab.sweep.space import check_bounds
 
-    assert {"t4_switching", "t2_frequency"} <= set(space_names())
+    assert {"t4_switching", "t2_frequency"} <= set(SPACES.names())
     for name in ("t4_switching", "t2_frequency"):
         space = load_space(name)
         check_bounds(space)
@@ -99,7 +97,7 @@ def test_shipped_spaces_load_and_their_bounds_validate():
 # --- exactly N trials, no duplicates; the best trial as an experiment ------------------------------
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_two_workers_run_exactly_n_trials_and_export_a_runnable_best(project, isolated_runs, tmp_path, kind):
+def test_two_workers_run_exactly_n_trials_and_export_a_runnable_best(project, isolated_runs, tmp_path, kind, capsys):
     name = project("tiny", TINY)
     url = None if kind == "sqlite" else f"journal:///{tmp_path}/tiny.log"
     summary = tune(name, url, 2, "local", None, 6)
@@ -121,17 +119,25 @@ def test_two_workers_run_exactly_n_trials_and_export_a_runnable_best(project, is
         assert config["tune"] == {"space": name, "trial": trial.number}
         assert config["rule_kwargs"]["threshold"] == trial.params["threshold"]
 
+    assert study.best_trial.number == summary["best_trial"]
+    # the best trial goes into the study's folder, not into the tracked experiments/, with the command that reruns it
     best_yaml = Path(summary["best_yaml"])
-    assert best_yaml == project.root / "experiments" / "tiny_best.yaml"
-    text = best_yaml.read_text()
-    assert text.startswith("# @package _global_\n") and "defaults:" in text and "study: ra3lab.studies.pruning" in text
-    config = compose_experiment("tiny_best")
-    assert config.rule_kwargs.threshold == summary["best_params"]["threshold"]
-    rerun = execute("tiny_best", config)
+    assert best_yaml == isolated_runs / "tune" / name / "best.yaml"
+    assert sorted(p.name for p in (project.root / "experiments").iterdir()) == sorted(
+        p.name for p in (REPO / "experiments").iterdir())
+    record = yaml.safe_load(best_yaml.read_text())
+    command = summary["best_command"]
+    assert record["command"] == command and record["params"] == summary["best_params"]
+    assert f"Rerun it: {command}" in best_yaml.read_text() and f"Rerun it: {command}" in capsys.readouterr().err
+    argv = shlex.split(command)
+    assert argv[:4] == ["ra3lab", "run", "t2_pruning", "--quick"]
+    assert main([*argv[1:], "--json"]) == 0
+    rerun = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    config = yaml.safe_load((Path(rerun["run_dir"]) / "config.yaml").read_text())
+    assert config["rule_kwargs"]["threshold"] == summary["best_params"]["threshold"]
     lines = [json.loads(line) for line in (Path(rerun["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     values = [line["theory/t2/n_failing"] for line in lines]
     assert sum(values) / len(values) == pytest.approx(summary["best_value"])   # same config, same numbers
-    assert study.best_trial.number == summary["best_trial"]
 
 
 def test_median_pruner_stops_a_bad_trial_after_its_intermediate_values(project):
@@ -207,8 +213,7 @@ def test_an_objective_missing_from_the_summary_stops_the_worker_after_its_first_
 BAD = [
     ("unknown param key", variant(params_threshold={"key": "rule_kwargs.nope", "type": "float", "low": 0.1,
                                                     "high": 0.2}), "bad.params.threshold.key"),
-    ("param not a key", {**TINY, "space": {**TINY["space"], "params": {"n_sigma": {"type": "int", "low": 1, "high": 2}}}},
-     "bad.params"),
+    ("param not a key", variant(params={"n_sigma": {"type": "int", "low": 1, "high": 2}}), "bad.params"),
     ("low >= high", variant(params_threshold={"key": "rule_kwargs.threshold", "type": "float", "low": 0.2,
                                               "high": 0.1}), "bad.params.threshold.low"),
     ("log with low <= 0", variant(params_threshold={"key": "rule_kwargs.threshold", "type": "float", "low": 0.0,
@@ -233,6 +238,7 @@ BAD = [
     ("unknown experiment", variant(experiment="t9_nothing"), "bad.experiment"),
     ("bad fixed override", variant(fixed=["no_such_key=1"]), "bad.fixed"),
     ("unknown top-level key", {**TINY, "grid": ["seed=0,1"]}, "bad.grid"),
+    ("tuning keys under space:", {"experiment": "t2_pruning", "space": {"params": TINY["params"]}}, "bad.space"),
 ]
 
 
@@ -266,7 +272,7 @@ def test_bad_arguments_are_config_errors_before_any_work(project, isolated_runs,
     assert not (isolated_runs / "t2_pruning").exists()
 
 
-def test_a_changed_space_or_a_foreign_best_file_is_refused(project):
+def test_a_changed_space_is_refused(project):
     project("tiny", TINY)
     url = f"sqlite:///{project.root / 'changed.db'}"
     open_study(load_space("tiny"), open_storage(url), create=True)
@@ -275,9 +281,32 @@ def test_a_changed_space_or_a_foreign_best_file_is_refused(project):
         tune("tiny", url, 1, "local", None, 2)
     assert error.value.field == "space"
 
-    (project.root / "experiments" / "tiny_best.yaml").write_text("# @package _global_\n# hand-written\n")
-    with pytest.raises(ConfigError, match="not written by `ra3lab tune`"):
-        tune("tiny", None, 1, "local", None, 2)
+
+def test_runs_and_trials_share_one_rule_for_a_live_job(tmp_path, monkeypatch):
+    """A job is alive while its SLURM job is queued (a requeued job has a new process), else while its
+    process on this host lives; a sweep's run and a tuning trial are judged alike."""
+    from ra3lab.sweep import slurm
+    from ra3lab.sweep.status import run_state
+    from ra3lab.sweep.tune import recover
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    cases = {   # name: (what the job recorded, squeue's answer, alive)
+        "live process, squeue silent": ({"host": here, "pid": os.getpid(), "slurm_job_id": "904"}, None, True),
+        "requeued": ({"host": here, "pid": dead.pid, "slurm_job_id": "903"}, {"903": "PENDING"}, True),
+        "left the queue": ({"host": here, "pid": os.getpid(), "slurm_job_id": "904"}, {"903": "PENDING"}, False),
+        "dead process": ({"host": here, "pid": dead.pid, "slurm_job_id": None}, None, False),
+    }
+    for name, (record, queued, alive) in cases.items():
+        monkeypatch.setattr(slurm, "queued_jobs", lambda queued=queued: queued)
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "status.json").write_text(json.dumps({"state": "running", **record}))
+        assert run_state(run_dir)["state"] == ("running" if alive else "interrupted"), name
+        study = optuna.create_study()
+        study.ask().set_user_attr("worker", record)
+        assert recover(study) == ([] if alive else [0]), name
 
 
 CLAIMER = """

@@ -1,30 +1,30 @@
 """Search spaces for ``ra3lab tune``: ``sweeps/<name>_space.yaml``, validated before any work.
 
-A space file (``ra3lab tune <name>``; the ``_space`` suffix tells it from a grid sweep)::
+A space file (``ra3lab tune <name>``; the ``_space`` suffix tells it from a grid sweep) starts like a
+sweep file (``experiment``, ``quick``, ``fixed``) and, in place of ``grid``, says what to tune::
 
     # one line: what is tuned and why
     experiment: t4_abstraction         # a name in experiments/
     quick: true                        # optional: start from the experiment's `quick:` profile
     fixed:                             # optional: Hydra overrides applied to every trial
       - sample_sizes=[16]
-    space:
-      objective: surface_best.regret   # a summary key (dotted for nested ones), or
+    objective: surface_best.regret     # a summary key (dotted for nested ones), or
                                        # {metric: <metrics key>, reduce: mean|min|max|first|last|sum}
-      direction: minimize              # minimize | maximize
-      intermediate: theory/t4/surface/regret  # optional: a metrics key reported at each logged value
-      pruner: {type: median, n_startup_trials: 4}  # median (default) | percentile | hyperband |
-                                                   # successive_halving | threshold | none; other keys: its arguments
-      sampler: {type: tpe, seed: 0}    # tpe (default) | random | qmc | gp; other keys: its arguments
-      trials: 24                       # default for --trials: the study's target of finished trials
-      params:                          # <name>: a distribution over one experiment key
-        penalty: {key: surface.penalties, type: float, low: 0.0, high: 8.0, repeat: 3}
-        surface.n_samples: {type: int, low: 2, high: 32, log: true}
+    direction: minimize                # minimize | maximize
+    intermediate: theory/t4/surface/regret  # optional: a metrics key reported at each logged value
+    pruner: {type: median, n_startup_trials: 4}  # median (default) | percentile | hyperband |
+                                                 # successive_halving | threshold | none; other keys: its arguments
+    sampler: {type: tpe, seed: 0}      # tpe (default) | random | qmc | gp; other keys: its arguments
+    trials: 24                         # default for --trials: the study's target of finished trials
+    params:                            # <name>: a distribution over one experiment key
+      penalty: {key: surface.penalties, type: float, low: 0.0, high: 8.0, repeat: 3}
+      surface.n_samples: {type: int, low: 2, high: 32, log: true}
 
 Param fields: ``type`` float | int | categorical; ``low``/``high`` (float, int; low < high), ``log``
 (low > 0), ``step``; ``choices`` (categorical); ``key`` the experiment key it sets (default: the
 param's name); ``repeat`` for a list-valued key: the key is set to ``[value] * repeat`` (default 1),
-e.g. replicates of one cell of a grid-valued study. The tuning keys may also sit at the top level
-(without ``space:``). Keys are checked against the experiment after ``quick`` and ``fixed``.
+e.g. replicates of one cell of a grid-valued study. Keys are checked against the experiment after
+``quick`` and ``fixed``.
 """
 
 from __future__ import annotations
@@ -35,18 +35,15 @@ import inspect
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import optuna
-import yaml
 from omegaconf import OmegaConf
 
-from ra3lab.config import compose_experiment, flat_keys, names, project_root
+from ra3lab.config import compose_experiment, flat_keys
 from ra3lab.errors import ConfigError, check, check_choice
+from ra3lab.files import SPACES, Key, load_file
+from ra3lab.sweep.spec import HEADER_KEYS
 
-SUFFIX = "_space"
-SHARED_KEYS = ("experiment", "quick", "fixed")
-TUNING_KEYS = ("objective", "direction", "intermediate", "pruner", "sampler", "trials", "params")
 PARAM_KEYS = ("type", "low", "high", "log", "step", "choices", "key", "repeat")
 REDUCERS = {"mean": lambda v: sum(v) / len(v), "min": min, "max": max, "first": lambda v: v[0],
             "last": lambda v: v[-1], "sum": sum}
@@ -57,16 +54,19 @@ SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomS
             "qmc": optuna.samplers.QMCSampler, "gp": optuna.samplers.GPSampler}
 EXECUTE_KEYS = ("experiment", "seed", "run_dir", "wall_time_s")   # what execute() adds to every summary
 DEFAULT_TRIALS = 20
-
-
-def space_names() -> list[str]:
-    """The spaces in ``sweeps/``: ``<name>`` for every ``sweeps/<name>_space.yaml``."""
-    return [name[: -len(SUFFIX)] for name in names("sweeps") if name.endswith(SUFFIX)] \
-        if (project_root() / "sweeps").is_dir() else []
-
-
-def space_path(name: str) -> Path:
-    return project_root() / "sweeps" / f"{name}{SUFFIX}.yaml"
+SPACE_KEYS = {
+    **HEADER_KEYS,
+    "objective": Key((str, dict), "a summary key (e.g. abstraction_final_regret; dotted paths reach nested keys), "
+                                  "or {metric: <metrics key>, reduce: mean}", required=True),
+    "direction": Key((str,), "whether the objective is minimized (default) or maximized",
+                     choices=("minimize", "maximize")),
+    "intermediate": Key((str,), "a metrics key the pruner watches, e.g. theory/t4/surface/regret"),
+    "pruner": Key((dict,), f"a mapping like {{type: median}}: type one of {', '.join(PRUNERS)}, then its arguments"),
+    "sampler": Key((dict,), f"a mapping like {{type: tpe}}: type one of {', '.join(SAMPLERS)}, then its arguments"),
+    "trials": Key((int,), f"an int >= 1, the study's target of finished trials (default {DEFAULT_TRIALS})"),
+    "params": Key((dict,), "name at least one experiment key with a distribution, "
+                           "e.g. sigma: {type: float, low: 0.1, high: 1.0}", required=True),
+}
 
 
 def hydra_value(value) -> str:
@@ -283,16 +283,9 @@ def _param(space_name: str, name: str, spec, keys: dict) -> Param:
     return Param(name, key, kind, low=low, high=high, log=log, step=step, repeat=repeat)
 
 
-def _typed(space_name: str, section: dict, key: str, kind: type, default, valid: str):
-    value = section.get(key, default)
-    check(isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), f"{space_name}.{key}", value, valid)
-    return value
-
-
-def _factory(space_name: str, kind: str, spec, registry: dict, default: str) -> dict:
-    spec = {"type": default} if spec is None else spec
-    check(isinstance(spec, dict), f"{space_name}.{kind}", spec, f"a mapping like {{type: {default}}}")
-    spec = {"type": default, **spec}
+def _factory(space_name: str, kind: str, spec: dict | None, registry: dict, default: str) -> dict:
+    """The pruner or sampler ``spec`` with its type, checked by constructing it once."""
+    spec = {"type": default, **(spec or {})}
     check_choice(f"{space_name}.{kind}.type", spec["type"], tuple(registry))
     accepted = [p for p in inspect.signature(registry[spec["type"]]).parameters if p not in ("self", "args", "kwargs")]
     for key in spec:
@@ -312,55 +305,32 @@ def load_space(name: str) -> Space:
     param's key, type and bounds, the pruner and sampler, and the objective and intermediate keys
     against what the study's source reports. Raises ConfigError naming the field and the fix.
     """
-    valid = space_names()
-    name = name[: -len(SUFFIX)] if name.endswith(SUFFIX) and name not in valid else name
-    check(name in valid, "space", name, f"choose one of {', '.join(valid) or '(none)'} (files sweeps/<name>{SUFFIX}.yaml)")
-    path = space_path(name)
+    if name.endswith(SPACES.suffix) and name not in SPACES.names():
+        name = name.removesuffix(SPACES.suffix)
+    raw = load_file(SPACES, name, SPACE_KEYS)
+    quick, fixed = raw.get("quick", False), list(raw.get("fixed", ()))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError("space", str(path), f"is not valid YAML: {str(error).splitlines()[0]}") from None
-    check(isinstance(raw, dict), "space", str(path), "must be a mapping with experiment:, space: (objective, params, ...)")
-    nested = isinstance(raw.get("space"), dict)
-    allowed = (*SHARED_KEYS, "space") if nested else (*SHARED_KEYS, *TUNING_KEYS)
-    unknown = sorted(set(raw) - set(allowed))
-    check(not unknown, f"{name}.{unknown[0] if unknown else ''}", "(unknown key)", f"a space file has keys {', '.join(allowed)}")
-    section = raw["space"] if nested else raw
-    unknown = sorted(set(section) - set(TUNING_KEYS)) if nested else []
-    check(not unknown, f"{name}.space.{unknown[0] if unknown else ''}", "(unknown key)", f"space: has keys {', '.join(TUNING_KEYS)}")
-    check("experiment" in raw, f"{name}.experiment", None, f"name one of {', '.join(names('experiments'))}")
-    check_choice(f"{name}.experiment", raw["experiment"], names("experiments"))
-    quick = _typed(name, raw, "quick", bool, False, "must be true or false")
-    fixed = raw.get("fixed") or []
-    check(isinstance(fixed, list) and all(isinstance(item, str) for item in fixed), f"{name}.fixed", fixed,
-          "must be a list of Hydra overrides as strings, e.g. - sample_sizes=[16]")
-    try:
-        base = compose_experiment(raw["experiment"], list(fixed), quick=quick)
+        base = compose_experiment(raw["experiment"], fixed, quick=quick)
     except ConfigError as error:
-        raise ConfigError(f"{name}.fixed", list(fixed), f"{error} (fix that override)") from None
+        raise ConfigError(f"{name}.fixed", fixed, f"{error} (fix that override)") from None
     keys = {key: OmegaConf.select(base, key) for key in flat_keys(base) if not key.startswith("quick.")}
-    params = section.get("params")
-    check(isinstance(params, dict) and params, f"{name}.params", params,
-          "name at least one experiment key with a distribution, e.g. sigma: {type: float, low: 0.1, high: 1.0}")
-    parsed = tuple(_param(name, str(pname), spec, keys) for pname, spec in params.items())
+    check(len(raw["params"]) > 0, f"{name}.params", raw["params"], SPACE_KEYS["params"].meaning)
+    parsed = tuple(_param(name, str(pname), spec, keys) for pname, spec in raw["params"].items())
     dup = [p.key for p in parsed if [q.key for q in parsed].count(p.key) > 1]
     check(not dup, f"{name}.params", dup[0] if dup else None, "two params set the same experiment key")
     vocabulary = _study_vocabulary(base.study)
-    objective = check_objective(name, section.get("objective"), vocabulary)
-    direction = section.get("direction", "minimize")
-    check_choice(f"{name}.direction", direction, ("minimize", "maximize"))
-    intermediate = section.get("intermediate")
+    objective = check_objective(name, raw["objective"], vocabulary)
+    intermediate = raw.get("intermediate")
     if intermediate is not None:
         check_metric(f"{name}.intermediate", intermediate, vocabulary)
-    trials = _typed(name, section, "trials", int, DEFAULT_TRIALS, "must be an int >= 1 (the study's target)")
+    trials = raw.get("trials", DEFAULT_TRIALS)
     check(trials >= 1, f"{name}.trials", trials, "must be >= 1")
     return Space(
         name=name, experiment=raw["experiment"], quick=quick, fixed=tuple(fixed), objective=objective,
-        direction=direction, intermediate=intermediate,
-        pruner=_factory(name, "pruner", section.get("pruner"), PRUNERS, "median"),
-        sampler=_factory(name, "sampler", section.get("sampler"), SAMPLERS, "tpe"),
-        trials=trials, params=parsed,
-        raw={**{key: raw.get(key) for key in SHARED_KEYS}, **section},
+        direction=raw.get("direction", "minimize"), intermediate=intermediate,
+        pruner=_factory(name, "pruner", raw.get("pruner"), PRUNERS, "median"),
+        sampler=_factory(name, "sampler", raw.get("sampler"), SAMPLERS, "tpe"),
+        trials=trials, params=parsed, raw=raw,
     )
 
 

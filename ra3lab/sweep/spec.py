@@ -23,15 +23,22 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from ra3lab.config import names, project_root
-from ra3lab.errors import ConfigError, check, check_choice
+from ra3lab.errors import ConfigError, check
+from ra3lab.files import EXPERIMENTS, SPACES, SWEEPS, Key, load_file
 
-SPEC_KEYS = ("experiment", "quick", "fixed", "grid")
+OWN_LINE = "each on its own line as `- key=value` (a YAML [..] list would split at the commas)"
+HEADER_KEYS = {   # the keys sweep and search space files share
+    "experiment": Key((str,), "the experiment it runs, a name in experiments/", required=True,
+                      choices=EXPERIMENTS.names),
+    "quick": Key((bool,), "true or false: start from the experiment's `quick:` profile"),
+    "fixed": Key((list,), f"a list of Hydra overrides applied to every run, {OWN_LINE}", items=str),
+}
+SWEEP_KEYS = {**HEADER_KEYS, "grid": Key((list,), "a list of Hydra overrides, one axis each: `- key=a,b` or "
+                                                  f"`- key=range(0,5)`, {OWN_LINE}", items=str)}
 
 
 @dataclass(frozen=True)
@@ -54,41 +61,14 @@ class Point:
     params: dict
 
 
-SPACE_SUFFIX = "_space"   # sweeps/<name>_space.yaml are Optuna search spaces (`ra3lab tune`), not grids
-
-
-def sweep_names() -> list[str]:
-    """The grid sweeps available in ``sweeps/`` (every YAML there but the ``*_space.yaml`` search spaces)."""
-    folder = project_root() / "sweeps"
-    return [name for name in names("sweeps") if not name.endswith(SPACE_SUFFIX)] if folder.is_dir() else []
-
-
 def load_spec(name: str, extra: list[str] | tuple[str, ...] = ()) -> SweepSpec:
     """The sweep ``sweeps/<name>.yaml`` with command-line overrides ``extra``; ConfigError when invalid."""
-    check(not name.endswith(SPACE_SUFFIX) or name not in names("sweeps"), "sweep", name,
-          f"is an Optuna search space: run `ra3lab tune {name.removesuffix(SPACE_SUFFIX)}`")
-    check_choice("sweep", name, sweep_names())
-    path = project_root() / "sweeps" / f"{name}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError("sweep", str(path), f"is not valid YAML: {str(error).splitlines()[0]}") from None
-    check(isinstance(raw, dict), "sweep", str(path), f"must be a mapping with keys {', '.join(SPEC_KEYS)}")
-    unknown = sorted(set(raw) - set(SPEC_KEYS))
-    check(not unknown, f"{name}.{unknown[0] if unknown else ''}", "(unknown key)",
-          f"a sweep file has keys {', '.join(SPEC_KEYS)}")
-    check("experiment" in raw, f"{name}.experiment", None, f"name one of {', '.join(names('experiments'))}")
-    check_choice(f"{name}.experiment", raw["experiment"], names("experiments"))
-    check(isinstance(raw.get("quick", False), bool), f"{name}.quick", raw.get("quick"), "must be true or false")
-    lists = {}
-    for key in ("fixed", "grid"):
-        value = raw.get(key) or []
-        check(isinstance(value, list) and all(isinstance(item, str) for item in value), f"{name}.{key}", value,
-              "must be a list of Hydra overrides, each on its own line as `- key=a,b` or `- key=range(0,5)` "
-              "(a YAML [..] list would split at the commas)")
-        lists[key] = tuple(value)
-    return SweepSpec(name=name, experiment=raw["experiment"], quick=bool(raw.get("quick", False)),
-                     fixed=lists["fixed"], grid=lists["grid"], extra=tuple(extra))
+    space = name.removesuffix(SPACES.suffix)
+    check(not name.endswith(SPACES.suffix) or space not in SPACES.names(), "sweep", name,
+          f"is an Optuna search space: run `ra3lab tune {space}`")
+    raw = load_file(SWEEPS, name, SWEEP_KEYS)
+    return SweepSpec(name=name, experiment=raw["experiment"], quick=raw.get("quick", False),
+                     fixed=tuple(raw.get("fixed", ())), grid=tuple(raw.get("grid", ())), extra=tuple(extra))
 
 
 def _parse(overrides, field_name: str):

@@ -1,8 +1,8 @@
 """The state of each run of a sweep, as a user should read it.
 
 A run's status.json says what its job last wrote (pending, running, failed, done); a job that was
-cancelled, killed or lost its node cannot update it. So "running" is checked: against the local
-process (same host) or squeue (SLURM job id), and shows as "interrupted" when that job is gone. A
+cancelled, killed or lost its node cannot update it. So "running" is checked (:func:`job_alive`): against
+squeue (SLURM job id) or the local process (same host), and shows as "interrupted" when that job is gone. A
 run stopped by a signal (SystemExit from submitit's preemption handler, KeyboardInterrupt) is
 "interrupted" too, or "running" again while its requeued SLURM job is in the queue.
 """
@@ -34,9 +34,19 @@ class Queue:
         return self._jobs
 
 
-def _pid_alive(pid: int) -> bool:
+def job_alive(record: dict | None, queue: Queue) -> bool | None:
+    """Whether the job that wrote ``record`` ({"host", "pid", "slurm_job_id"}, as status.json and a tuning
+    worker hold it) still runs: its SLURM job is in squeue, else its process on this host lives; None
+    when neither can be checked (another host, squeue does not answer). A requeued SLURM job is alive."""
+    if not record:
+        return False
+    jobs = queue() if record.get("slurm_job_id") else None
+    if jobs is not None:
+        return str(record["slurm_job_id"]) in jobs
+    if record.get("host") != socket.gethostname() or not record.get("pid"):
+        return None
     try:
-        os.kill(pid, 0)
+        os.kill(int(record["pid"]), 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -55,12 +65,7 @@ def run_state(path: Path, queue: Queue | None = None) -> dict:
     job = status.get("slurm_job_id") or (f"pid {status['pid']}" if status.get("pid") else None)
     verified = True
     if state == "running":
-        if status.get("host") == socket.gethostname() and status.get("pid"):
-            alive = _pid_alive(int(status["pid"]))
-        elif status.get("slurm_job_id") and queue() is not None:
-            alive = str(status["slurm_job_id"]) in queue()
-        else:
-            alive = None
+        alive = job_alive(status, queue)
         verified = alive is not None
         state = "interrupted" if alive is False else "running"
     elif state == "failed" and (error or "").split(":")[0] in STOPPED:

@@ -29,8 +29,8 @@ is no longer queued, or its process on this host is dead) is told FAIL with the 
 ``interrupted`` and its parameters are enqueued again; interrupted trials do not count towards N.
 Do not run two drivers of one study at the same time.
 
-The best trial is exported as ``experiments/<space>_best.yaml`` (an experiment file like the others:
-``ra3lab run <space>_best`` reruns it). ``optuna-dashboard <storage URL>`` (for a journal file:
+The best trial is written as ``<runs>/tune/<space>/best.yaml`` with the ``ra3lab run`` command that
+reruns its config, printed at the end. ``optuna-dashboard <storage URL>`` (for a journal file:
 ``optuna-dashboard <path>.log``) shows the study while it runs: intermediate values, pruned trials,
 parameter importances. Each trial is one run directory (``<runs>/<experiment>/<id>``; its config has
 ``tune.space`` and ``tune.trial``); the trial's user attributes hold ``run_dir``, ``worker`` and ``error``.
@@ -54,8 +54,9 @@ from ra3lab.config import project_root
 from ra3lab.errors import ConfigError, check
 from ra3lab.execute import execute, prepare, runs_root
 from ra3lab.runs import atomic_write, json_safe
-from ra3lab.sweep.best import MARKER, best_path, export_best
+from ra3lab.sweep.best import best_trial, export_best
 from ra3lab.sweep.space import Space, check_bounds, is_number, load_space
+from ra3lab.sweep.status import Queue, job_alive
 from ra3lab.sweep.storage import open_storage, open_study, shown, storage_url, tune_dir
 
 CLAIM_RETRIES = 20
@@ -75,33 +76,13 @@ def worker_info() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
-def _alive(info: dict | None, queue: dict | None) -> bool:
-    """Whether the worker that claimed a trial still runs: its SLURM job is queued, or its process lives."""
-    if not info:
-        return False
-    if info.get("slurm_job_id"):
-        return queue is not None and str(info["slurm_job_id"]) in queue
-    if info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover(study: optuna.Study) -> list[int]:
-    """Tell FAIL (``interrupted``) every RUNNING trial whose worker is gone and enqueue its parameters
-    again; returns the numbers of those trials."""
-    from ra3lab.sweep import slurm
-
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    queue = slurm.queued_jobs() if any((t.user_attrs.get("worker") or {}).get("slurm_job_id") for t in running) else None
-    failed = []
-    for trial in running:
-        if _alive(trial.user_attrs.get("worker"), queue):
+    """Tell FAIL (``interrupted``) every RUNNING trial whose worker is gone, or cannot be checked (see
+    :func:`~ra3lab.sweep.status.job_alive`), and enqueue its parameters again; returns the numbers of
+    those trials."""
+    queue, failed = Queue(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if job_alive(trial.user_attrs.get("worker"), queue):
             continue
         study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
         study.tell(trial.number, state=TrialState.FAIL)
@@ -248,11 +229,12 @@ def _say(text: str) -> None:
 def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str = "local",
          profile: str | None = None, trials: int | None = None, *, timeout_s: float | None = None) -> dict:
     """Run the study of ``sweeps/<space>_space.yaml`` up to ``trials`` finished trials with ``workers``
-    workers, export the best trial as an experiment, and return the summary (JSON-able).
+    workers, write the best trial into the study's folder (``best.yaml``, with the command that reruns it),
+    and return the summary (JSON-able).
 
     Everything is validated before anything is submitted (ConfigError naming the field and the fix):
     the space, the params' bounds (the study validates the config at each end), the launcher and
-    profile, an exported best file that ``ra3lab tune`` did not write, and the storage (it is opened).
+    profile, and the storage (it is opened).
     ``timeout_s`` bounds the wait for the workers (None: until they end).
     """
     from ra3lab.sweep.launch import check_cluster, check_launcher, launch
@@ -268,9 +250,6 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
     if cluster is not None:
         check_cluster(cluster)
     check_bounds(loaded)
-    path = best_path(loaded.name)
-    check(not path.exists() or MARKER in path.read_text()[:1000], "space", loaded.name,
-          f"{path} exists and was not written by `ra3lab tune`: rename the space or move that file")
     url = storage_url(loaded.name, storage)
     study = open_study(loaded, open_storage(url), create=True)
     folder = tune_dir(loaded.name)
@@ -302,8 +281,8 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
     study = open_study(loaded, open_storage(url))
     trials_now = study.get_trials(deepcopy=False)
     counts = _counts(trials_now)
-    best_file = export_best(loaded, study, url)
-    best = study.best_trial if best_file else None
+    best = best_trial(study)
+    best_file, command = export_best(loaded, best, url) if best else (None, None)
     summary = json_safe({
         "space": loaded.name, "study": loaded.name, "experiment": loaded.experiment, "storage": shown(url),
         "dashboard": dashboard, "objective": loaded.objective_name(), "direction": loaded.direction,
@@ -311,16 +290,16 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
         "interrupted_now": interrupted,
         "best_trial": best.number if best else None, "best_value": best.value if best else None,
         "best_params": best.params if best else None, "best_run_dir": best.user_attrs.get("run_dir") if best else None,
-        "best_yaml": str(best_file) if best_file else None, "best_experiment": f"{loaded.name}_best" if best_file else None,
+        "best_yaml": str(best_file) if best_file else None, "best_command": command,
         "tune_dir": str(folder),
         "workers": [{"ok": o.ok, "job_id": o.job_id, "error": o.error,
                      "trials": [t["number"] for t in o.result["trials"]] if o.ok else None} for o in outcomes],
         "wall_time_s": round(time.time() - start, 3),
     })
     atomic_write(folder / "tune.json", json.dumps(summary, indent=2))
-    if best_file:
+    if best is not None:
         _say(f"best {loaded.objective_name()} = {best.value:.6g} at trial {best.number} {best.params}; "
-             f"wrote {best_file} (ra3lab run {loaded.name}_best)")
+             f"wrote {best_file}. Rerun it: {command}")
     else:
         _say("no trial completed: nothing to export")
     return summary
