@@ -7,24 +7,24 @@ from pathlib import Path
 
 from ra3lab.config import compose_experiment
 from ra3lab.execute import execute, runs_root
+from ra3lab.log import say
 from ra3lab.plots import paper
 from ra3lab.studies.check import theory_check
-from ra3lab.studies.midtraining import say
 
 
 def demo(quick: bool = True, out: Path = Path("paper/figures")) -> dict:
     """Run every step (finished runs are reused, interrupted ones resume); returns where the results are."""
-    say("1/4 theory check")
+    say("demo", "1/4 theory check")
     theory = theory_check(quick=quick)
-    say("2/4 CodeWorld: pre-training, NTP and RA3 mid-training")
+    say("demo", "2/4 CodeWorld: pre-training, NTP and RA3 mid-training")
     midtraining = execute("codeworld_ra3", compose_experiment("codeworld_ra3", quick=quick))
-    say("3/4 RLVR from the base, NTP and RA3 checkpoints")
+    say("demo", "3/4 RLVR from the base, NTP and RA3 checkpoints")
     rlvr = execute("codeworld_rlvr", compose_experiment("codeworld_rlvr", quick=quick))
-    say("4/4 figures")
+    say("demo", "4/4 figures")
     figures = paper.theory(runs_root(), out)["figures"]
     figures += paper.convergence(Path(rlvr["run_dir"]), out, threshold=rlvr["threshold"])["figures"]
     for path in figures:
-        say(f"figure: {path}")
+        say("demo", f"figure: {path}")
     return {"theory_passed": theory["passed"], "codeworld_ra3": midtraining["run_dir"],
             "codeworld_rlvr": rlvr["run_dir"], "predictions": midtraining["predictions"],
             "probability_of_improvement": rlvr["probability_of_improvement"], "figures": figures}

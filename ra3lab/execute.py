@@ -6,7 +6,6 @@ import importlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 
 from ra3lab.config import project_root
 from ra3lab.errors import ConfigError
+from ra3lab.log import say
 from ra3lab.runs import Run, git_state, run_id
 
 
@@ -41,8 +41,8 @@ def warn_if_stale(run: Run) -> None:
     then = json.loads((run.path / "provenance.json").read_text()).get("commit")
     now = git_state(project_root())["commit"]
     if then and now and then != now:
-        print(f"ra3lab: reusing {run.path} computed at commit {then[:10]} (now {now[:10]}); "
-              "pass --force to recompute it with this code", file=sys.stderr)
+        say("run", f"reusing {run.path} computed at commit {then[:10]} (now {now[:10]}); "
+                   "pass --force to recompute it with this code")
 
 
 def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -> dict:

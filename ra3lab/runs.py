@@ -33,6 +33,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ra3lab.log import progress
+
 PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "gymnasium", "hydra-core", "omegaconf", "matplotlib")
 
 
@@ -160,12 +162,11 @@ class Run:
 
         Each result (a flat JSON-able dict) is logged as ``<prefix>/<key>`` at its step and
         checkpointed, so a run stopped mid-way (killed, preempted, timed out) restarts after the
-        last finished item. ``function`` must depend only on (step, item) and the config.
+        last finished item. ``function`` must depend only on (step, item) and the config. Progress goes to
+        stderr as ``ra3lab <experiment>: <name> ...``.
         """
-        from ra3lab.studies.common import progress
-
         results = self._checkpoint["maps"].setdefault(name, [])
-        for step, item in progress(list(enumerate(items)), name):
+        for step, item in progress(list(enumerate(items)), self.path.parent.name, name):
             if step < len(results):
                 continue
             result = function(step, item)
@@ -175,19 +176,11 @@ class Run:
         return [dict(result) for result in results]
 
     def save_figure(self, figure, name: str) -> list[Path]:
-        """Save a matplotlib figure as figures/<name>.pdf and .png; returns both paths."""
-        import matplotlib.pyplot as plt
+        """Save a matplotlib figure as figures/<name>.pdf and .png with :func:`ra3lab.plots.style.save`;
+        returns both paths."""
+        from ra3lab.plots.style import save
 
-        paths = []
-        for suffix in ("pdf", "png"):
-            path = self.path / "figures" / f"{name}.{suffix}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{name}.{os.getpid()}.tmp.{suffix}")
-            figure.savefig(tmp, dpi=150, bbox_inches="tight")
-            os.replace(tmp, path)
-            paths.append(path)
-        plt.close(figure)
-        return paths
+        return save(figure, self.path / "figures", name)
 
     def fail(self, error: BaseException) -> None:
         """Record a failed run: the error and its traceback in status.json; the checkpoint stays."""

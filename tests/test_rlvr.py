@@ -5,6 +5,7 @@ them), resuming from a checkpoint as if never stopped, and the bad inputs caught
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -203,6 +204,19 @@ def test_truncated_completions_are_counted_and_kept_out_of_the_loss(checkpoint, 
         assert torch.equal(trained[name], start[name]), name
     # 4 tokens hold no held-out body either: evaluation counts them all truncated
     assert rows[0]["eval/truncation_rate/heldout"] == rows[1]["eval/truncation_rate/heldout"] == 1.0
+
+
+def test_training_hides_only_the_gradient_checkpointing_deprecation(checkpoint, tasks, pool, tmp_path):
+    """TRL reads transformers' deprecated ``is_gradient_checkpointing`` at every step: the FutureWarning says
+    nothing to the user and is hidden around training, and only there."""
+    config = RLVRConfig(steps=1, save_every=1, eval_every=1, **SMALL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_rlvr(checkpoint, tasks["train"], tasks["heldout"][:2], config, tmp_path, pool,
+                   eval=EvalConfig(n=1, k=1))
+    assert not [str(w.message) for w in caught if "gradient_checkpointing" in str(w.message)]
+    with pytest.warns(FutureWarning, match="is_gradient_checkpointing"):
+        assert load_model(checkpoint).is_gradient_checkpointing is False
 
 
 def test_a_resumed_run_reaches_the_state_of_an_uninterrupted_one(checkpoint, tasks, pool, tmp_path):

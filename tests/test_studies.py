@@ -42,7 +42,7 @@ def test_theory_check_quick_json_contract(tmp_path):
     assert "Thm 3.5 K=|Z_eps| violated under per_distractor/observed" in " ".join(summary["contradictions"])
     assert set(summary["thm_3_6_families"]) == {"chain", "annuity"}
     assert all(Path(path).exists() for path in summary["figures"])
-    assert "[theory check]" in out.stderr                                # progress goes to stderr
+    assert "ra3lab theory check: t1_regret_decomposition done" in out.stderr   # progress goes to stderr
     plot = subprocess.run([sys.executable, "-m", "ra3lab.cli", "plot", "theory", "--out", str(tmp_path / "fig"),
                            "--json"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert plot.returncode == 0, plot.stderr

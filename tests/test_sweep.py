@@ -129,8 +129,14 @@ def test_dry_run_prints_every_run_and_the_sbatch_script_and_submits_nothing(caps
 def test_local_sweep_runs_every_point_aggregates_and_a_relaunch_skips_done_runs(root, capsys, monkeypatch):
     root.sweep("tiny", **TINY)
     assert main(["sweep", "tiny", "--workers", "2", "--json"]) == 0
-    summary = last_json(capsys)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["counts"]["done"] == 4 and summary["launch"] == [0, 1, 2, 3] and summary["failures"] == []
+    lines = [line for line in captured.err.splitlines() if line.startswith("ra3lab sweep tiny: ")]
+    assert lines[0].startswith("ra3lab sweep tiny: launching 4 of 4 runs (local)")
+    assert [line.split(",")[0].removeprefix("ra3lab sweep tiny: ") for line in lines[1:]] == [
+        "1/4 (25%)", "2/4 (50%)", "3/4 (75%)", "4/4 (100%)"]                # a line per run, with its rate and ETA
+    assert all(" elapsed, ETA " in line for line in lines[1:4]) and lines[4].endswith(": done")
     sweep_dir = Path(summary["sweep_dir"])
     assert sweep_dir.parent.name == "tiny" and sweep_dir.parent.parent.name == "sweeps"
     assert {p.name for p in sweep_dir.iterdir()} >= {"sweep.yaml", "manifest.jsonl", "aggregate.csv"}

@@ -23,6 +23,7 @@ from functools import partial
 
 import torch
 
+from ra3lab import log
 from ra3lab.errors import check
 from ra3lab.lm import LineCodec, build_model, train_ntp, train_tokenizer
 from ra3lab.ra3.likelihood import LineScores, score_lines, shared_prefix_lengths
@@ -108,9 +109,6 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
     1e-2); max_thought_tokens, temperature, lookahead: q's sampling (estep.*).
     """
     _validate(**locals())
-    from rich.console import Console
-    from rich.progress import track
-
     from ra3lab.codeworld import CodeWorld
     from ra3lab.studies.codeworld_ra3 import corpus
 
@@ -128,9 +126,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
         _step(scorer, pi, codec, data.take([0]), G, options, seed)
     seconds = {side: torch.zeros(steps, len(PHASES), dtype=torch.float64) for side in sides}
     max_diff, identical, tokens, forwarded, distinct, thoughts, lines = 0.0, True, 0, 0, 0, 0, 0
-    bar = track(range(steps), description="estep steps", console=Console(stderr=True), disable=not progress,
-                transient=True)
-    for k in bar:
+    for k in log.progress(range(steps), "bench estep", "timed steps", enabled=progress):
         batch = data.take(list(range(k * snippets, (k + 1) * snippets)))
         order = list(sides) if k % 2 == 0 else list(sides)[::-1]     # alternate, so load changes hit both
         out = {}

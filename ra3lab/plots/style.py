@@ -1,7 +1,10 @@
-"""The paper's figure style: sizes readable at column width, one fixed colour and label per arm, atomic saving.
+"""The one figure style of every command: sizes readable at column width, one fixed colour and label per arm,
+plain log ticks, deterministic atomic saving.
 
-Importing this module sets matplotlib's rcParams to :data:`RC`. Widths are in inches: :data:`COLUMN` for one
-column of a two-column paper, :data:`FULL` for the whole text width.
+Every figure starts with :func:`figure`, which applies :data:`RC` to matplotlib's rcParams (nothing is set at
+import), and ends with :func:`save`, whose files depend only on what was drawn: the same figure gives the same
+bytes whichever command draws it. Widths are in inches: :data:`COLUMN` for one column of a two-column paper,
+:data:`FULL` for the whole text width.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullLocator
 
 COLUMN, FULL = 3.3, 6.8
 
@@ -22,7 +26,7 @@ RC = {
     "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
     "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.dpi": 300, "image.cmap": "viridis",
 }
-plt.rcParams.update(RC)
+FORMATS = {"pdf": {"CreationDate": None}, "png": {}}    # suffix -> savefig metadata: no date in the PDF
 
 # Okabe-Ito colours (colour-blind safe); the order of ARMS is the order of legends and tables.
 ARMS = {
@@ -65,28 +69,50 @@ def order(names) -> list[str]:
     return sorted(dict.fromkeys(names), key=lambda name: (rank.get(_arm(name), len(rank)), str(name)))
 
 
-def figure(panels: int, width: float = FULL, height: float = 2.0, ncols: int | None = None):
-    """(figure, [axes] * panels): a grid of ``ncols`` panels a row (all in one row, at most 4, by default),
-    each row ``height`` inches tall; grid cells past ``panels`` are removed."""
+def figure(panels: int, width: float = FULL, height: float = 2.0, ncols: int | None = None,
+           layout: str | None = "constrained"):
+    """(figure, [axes] * panels) in the style of :data:`RC`: a grid of ``ncols`` panels a row (all in one row,
+    at most 4, by default), ``width`` inches wide, each row ``height`` inches tall; grid cells past ``panels``
+    are removed. ``layout``: matplotlib's layout engine (None: place the axes with ``fig.subplots_adjust``)."""
+    plt.rcParams.update(RC)
     ncols = ncols or min(panels, 4)
     nrows = math.ceil(panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout=layout)
     axes = list(axes.ravel())
     for ax in axes[panels:]:
         fig.delaxes(ax)
     return fig, axes[:panels]
 
 
+def plain_log(axis) -> None:
+    """Log ticks of ``axis`` labelled 1, 2, 5, 10, 20, ... (or the ticks already set) instead of powers of ten;
+    no minor ticks."""
+    if not isinstance(axis.get_major_locator(), FixedLocator):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_locator(NullLocator())
+
+
+def log_axes(ax, xticks, logy: bool = True) -> None:
+    """Log-scaled x (ticks at ``xticks``) and, with ``logy``, y axes of ``ax``, with plain labels."""
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xticks(list(xticks))
+    for axis in (ax.xaxis, ax.yaxis) if logy else (ax.xaxis,):
+        plain_log(axis)
+
+
 def save(fig, folder: str | Path, name: str) -> list[Path]:
-    """Write ``fig`` as <folder>/<name>.pdf and .png (each through a temporary file and a rename), close it,
-    and return both paths."""
+    """Write ``fig`` as <folder>/<name>.pdf and .png (each through a temporary file and a rename; no creation
+    date, so the bytes depend on the figure alone), close it, and return both paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix in ("pdf", "png"):
+    for suffix, metadata in FORMATS.items():
         path = folder / f"{name}.{suffix}"
         tmp = folder / f".{name}.{os.getpid()}.tmp.{suffix}"
-        fig.savefig(tmp, bbox_inches="tight")
+        fig.savefig(tmp, bbox_inches="tight", dpi=RC["savefig.dpi"], metadata=metadata)
         os.replace(tmp, path)
         paths.append(path)
     plt.close(fig)

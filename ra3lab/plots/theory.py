@@ -5,10 +5,9 @@ slopes against the K = |Z| and K = |Z_eps| forms, ...)."""
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullLocator
 
 from ra3lab.errors import check
-from ra3lab.plots.style import FULL, OTHER, color, figure
+from ra3lab.plots.style import FULL, OTHER, color, figure, plain_log
 
 KEYS = ("name", "measured", "predicted", "low", "high", "x", "xlabel", "ylabel", "xscale", "yscale")
 
@@ -67,16 +66,8 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
             ax.set_xticks(x, [f"{v:g}" for v in x])
     for axis in (ax.xaxis, ax.yaxis):
         if axis.get_scale() == "log":
-            _plain_log(axis)
+            plain_log(axis)
     ax.set(title=item["name"], xlabel=item.get("xlabel", ""), ylabel=item.get("ylabel", ""))
-
-
-def _plain_log(axis) -> None:
-    """Log ticks labelled 1, 2, 5, 10, 20, ... (or the ticks already set) instead of powers of ten; no minor ticks."""
-    if not isinstance(axis.get_major_locator(), FixedLocator):
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FormatStrFormatter("%g"))
-    axis.set_minor_locator(NullLocator())
 
 
 def _values(values, field: str, n: int | None = None, scalar: bool = False) -> np.ndarray:

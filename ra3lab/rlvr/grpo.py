@@ -60,6 +60,9 @@ EVAL_BATCH = 64         # completions per generate call in evaluation
 EVAL_METRICS = ("thought_rate", "thought_length", "truncation_rate", "pass_with_thought", "pass_without_thought")
 EVAL = EvalConfig()     # train_rlvr's default held-out evaluation: 8 samples per task at temperature 0.8
 MANIFEST = "rlvr.json"  # in output_dir: what the run was started with, so a resume can check it is the same run
+# TRL 1.16 still uses transformers 5's deprecated gradient-checkpointing names (its config's default, and the
+# model's ``is_gradient_checkpointing`` at every step): FutureWarnings the user cannot act on, hidden where they arise
+CHECKPOINTING_DEPRECATED = r"`(is_)?gradient_checkpointing` is deprecated"
 
 
 def _integer(field: str, value, least: int) -> None:
@@ -269,12 +272,15 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
     metrics = StepMetrics(evaluations, config.eval_every, log)
     with warnings.catch_warnings():     # rollout_func is experimental in TRL 1.16; its API is pinned with TRL
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+        warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
         trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
                               args=grpo_args(config, output_dir, max(budgets.values())),
                               train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
                               callbacks=[metrics], rollout_func=line_rollout(codec, config, budgets, metrics))
     trainer.remove_callback(PrinterCallback)    # rows go to ``log``, not to stdout
-    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
+        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)))
     trainer.save_model(str(output_dir / "final"))
     history = [{key: value for key, value in row.items() if key == "step" or key.startswith(("rlvr/", "eval/"))}
                for row in trainer.state.log_history if any(key.startswith(("rlvr/", "eval/")) for key in row)]

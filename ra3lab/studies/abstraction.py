@@ -33,8 +33,9 @@ from ra3lab.errors import check
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.mdp.pruning import full_where_empty, prune, pruning_error, sample_expert_data
+from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import mean_ci
-from ra3lab.studies.common import figure, generator, log_axes, make_family
+from ra3lab.studies.common import generator, make_family
 
 VERDICTS = ("abstraction", "primitive", "not separated")
 DECISION_SLACK = 0.05   # extra decisions so that options cut short at a terminal still spend the budget

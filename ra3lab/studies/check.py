@@ -19,11 +19,11 @@ the bound's horizon dependence, a learner that never reached eps, T4 arms or sur
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from ra3lab.config import compose_experiment
+from ra3lab.log import say
 
 CHECKS = ("t1_regret_decomposition", "t2_pruning", "t3_horizon", "t4_abstraction")
 RESIDUAL_TOLERANCE = 1e-9
@@ -37,13 +37,13 @@ def theory_check(quick: bool = False, force: bool = False) -> dict:
     summaries = {}
     for name in CHECKS:
         start = time.time()
-        print(f"[theory check] {name} ...", file=sys.stderr, flush=True)
+        say("theory check", f"{name} ...")
         config = compose_experiment(name, quick=quick)
         summaries[name] = execute(name, config, force=force)
         state = "cached" if summaries[name]["cached"] else f"{time.time() - start:.1f} s"
-        print(f"[theory check] {name} done ({state}): {summaries[name]['run_dir']}", file=sys.stderr, flush=True)
-    print("[theory check] figures:", *sorted({str(Path(p).parent) for s in summaries.values() for p in s["figures"]}),
-          sep="\n  ", file=sys.stderr)
+        say("theory check", f"{name} done ({state}): {summaries[name]['run_dir']}")
+    folders = sorted({str(Path(p).parent) for s in summaries.values() for p in s["figures"]})
+    say("theory check", "figures:" + "".join(f"\n  {folder}" for folder in folders))
     return {"scale": "quick" if quick else "full", **judge(*(summaries[name] for name in CHECKS)),
             "runs": {name: summary["run_dir"] for name, summary in summaries.items()},
             "figures": [path for summary in summaries.values() for path in summary["figures"]]}

@@ -26,12 +26,13 @@ from ra3lab.evaluation import SandboxPool
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, train_tokenizer
+from ra3lab.log import say
+from ra3lab.plots.style import figure
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import boundary_scores, names_intent, names_next_lines
 from ra3lab.ra3.rollout import sample_thoughts
-from ra3lab.studies.common import figure
 from ra3lab.studies.midtraining import (
     arm_model,
     arm_names,
@@ -39,7 +40,6 @@ from ra3lab.studies.midtraining import (
     log_estep_curves,
     pretrained_base,
     ra3_placements,
-    say,
     validate_method,
 )
 
@@ -126,7 +126,7 @@ def run(config: DictConfig, run) -> dict:
 
     with SandboxPool(workers=config.eval.workers) as pool:
         def one_arm(index: int, arm: str) -> dict:
-            say(f"arm {arm} ({index + 1}/{len(arms)})")
+            say("codeworld_ra3", f"arm {arm} ({index + 1}/{len(arms)})")
             if arm == "random":
                 references["random"] = [random_comments(p, chosen) for p, chosen in zip(midtrain, placements())]
             model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
@@ -134,9 +134,9 @@ def run(config: DictConfig, run) -> dict:
                                       seed=seed))
             result.update(evaluate_arm(model, tokenizer, tasks, pool, config))
             result.update(hindsight(model, codec, held, heldout, config))
-            say(f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, "
-                f"pass@1 {result['pass@1']:.2f}, thought rate in generation {result['thought_rate']:.2f}, "
-                f"truncated {result['truncation_rate']:.2f}")
+            say("codeworld_ra3", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, "
+                                 f"pass@1 {result['pass@1']:.2f}, thought rate in generation "
+                                 f"{result['thought_rate']:.2f}, truncated {result['truncation_rate']:.2f}")
             return {"arm": arm, **result}
 
         rows = run.map(one_arm, arms, "CodeWorld arms", "eval")

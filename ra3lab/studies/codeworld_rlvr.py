@@ -25,13 +25,13 @@ from ra3lab.config import compose_experiment
 from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
+from ra3lab.log import say
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.tables import convergence_table, run_scores, to_markdown
 from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
 from ra3lab.stats import probability_of_improvement_ci
-from ra3lab.studies.midtraining import say
 
 METRIC = "eval/pass@1/heldout"
 # curves.csv columns next to ``value`` (held-out pass@1), each from the same evaluation
@@ -84,7 +84,7 @@ def checkpoints(config: DictConfig) -> dict:
     midtraining = midtraining_config(config)
     run = prepare(config.midtraining.experiment, midtraining)
     if not run.done:
-        say(f"mid-training checkpoints missing: running {config.midtraining.experiment} first")
+        say("codeworld_rlvr", f"mid-training checkpoints missing: running {config.midtraining.experiment} first")
         execute(config.midtraining.experiment, midtraining)
     folder = run.path / "checkpoints"
     last_round = f"round_{midtraining.midtrain.rounds - 1}"
@@ -107,12 +107,13 @@ def run(config: DictConfig, run) -> dict:
     with SandboxPool(workers=config.workers) as pool:
         def one(index: int, item) -> dict:
             init, s = item
-            say(f"RLVR from {init}, seed {s} ({index + 1}/{len(items)})")
+            say("codeworld_rlvr", f"RLVR from {init}, seed {s} ({index + 1}/{len(items)})")
             result = train_rlvr(inits[init], train, heldout, rlvr_config(config, int(s)),
                                 run.path / "rlvr" / f"{init}_seed{s}", pool, eval=evaluation,
-                                log=lambda step, metrics: say(f"{init} seed {s} step {step}: " + ", ".join(
-                                    f"{k.split('/')[1]} {v:.3f}" for k, v in metrics.items()
-                                    if isinstance(v, float) and k in shown)))
+                                log=lambda step, metrics: say("codeworld_rlvr", f"{init} seed {s} step {step}: "
+                                                              + ", ".join(f"{k.split('/')[1]} {v:.3f}"
+                                                                          for k, v in metrics.items()
+                                                                          if isinstance(v, float) and k in shown)))
             evaluated = [row for row in result["history"] if METRIC in row]
             return {"init": init, "seed": int(s), "final": evaluated[-1][METRIC],
                     "curve_steps": [row["step"] for row in evaluated], "curve": [row[METRIC] for row in evaluated],

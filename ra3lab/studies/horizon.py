@@ -30,8 +30,9 @@ from ra3lab.errors import ConfigError, check
 from ra3lab.mdp.horizon import vi_sweeps_to_eps
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
+from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import loglog_slope, loglog_slope_within, spearman
-from ra3lab.studies.common import figure, generator, log_axes, make_family
+from ra3lab.studies.common import generator, make_family
 from ra3lab.theory.bounds import effective_horizon, gamma_bar_fixed, thm_3_6_iterations
 
 ENVS = ("env", "second_env")
@@ -193,7 +194,7 @@ def draw(config: DictConfig, name: str, rows: list[dict], run):
     """Three panels for one family: sweeps and bound against tau; policy sweeps and bound against
     1/(1 - gamma_bar) at fixed tau; the learners' samples and decisions against tau, censored cells
     marked at the budget (and those eps-optimal before learning at 1), offset per gamma."""
-    fig, (sweeps, horizon, learner) = figure(3, width=13)
+    fig, (sweeps, horizon, learner) = figure(3, width=13, height=3.6)
     colors = [f"C{i}" for i in range(10)]
     for index, (color, gamma) in enumerate(zip(colors, config.gammas)):
         sel = [row for row in rows if row["gamma"] == gamma]

@@ -14,7 +14,6 @@ rates, and optionally decision-greedy pass@1 under ``decision_greedy_``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,16 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from ra3lab.errors import check, check_choice
 from ra3lab.evaluation import EvalConfig, SandboxPool, evaluate
 from ra3lab.lm import LineCodec, build_model, load_model
+from ra3lab.log import say
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.reward import BASELINES, KINDS, RETURNS
 
 REMAINDER = "random"     # the arm trained last, matched to an RA3 arm's thought counts
-
-
-def say(message: str) -> None:
-    """Progress on stderr."""
-    print(f"ra3lab: {message}", file=sys.stderr, flush=True)
 
 
 def validate_method(config: DictConfig) -> None:
@@ -98,10 +93,12 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     if (folder / "metrics.json").exists():
         return load_model(folder)
     model = build_model(tokenizer, **config.model, seed=config.seed)
-    say(f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for {config.pretrain.steps} steps")
+    say("mid-training", f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for "
+                        f"{config.pretrain.steps} steps")
     losses = em.train_on(model, codec, programs, config.pretrain.steps, config.pretrain.batch_size, config.pretrain.lr,
-                         config.seed, log=lambda step, loss: say(f"pre-training step {step}: loss {loss:.3f}")
-                         if step % 100 == 0 else None, eos=config.midtrain.eos)
+                         config.seed, eos=config.midtrain.eos,
+                         log=lambda step, loss: say("mid-training", f"pre-training step {step}: loss {loss:.3f}")
+                         if step % 100 == 0 else None)
     em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
     return model
 
@@ -119,7 +116,7 @@ def arm_model(arm: str, base, tokenizer, codec: LineCodec, train: Corpus, refere
     else:
         c = float(arm.removeprefix("ra3_c"))
     model, rounds = em.ra3(base, tokenizer, codec, train, config, c, checkpoints / arm, seed,
-                           lambda message: say(f"{arm} {message}"))
+                           lambda message: say("mid-training", f"{arm} {message}"))
     curve = rounds[-1]["estep"]
     return model, {"estep_reward_first": curve[0]["reward"] if curve else None,
                    "estep_reward_last": curve[-1]["reward"] if curve else None,

@@ -35,8 +35,9 @@ from ra3lab.mdp.pruning import (
     suboptimal_decisions,
     z_eps,
 )
+from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import binomial_upper_bound, loglog_slope
-from ra3lab.studies.common import generator, log_axes, make_family
+from ra3lab.studies.common import generator, make_family
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
 
 KNOBS = {"n_options": "|Z|", "n_eps": "|Z_eps|", "sigma": "σ"}
@@ -301,12 +302,11 @@ def run(config: DictConfig, run) -> dict:
 
 def panels(config: DictConfig):
     """A (noise models x rules) grid of axes in the project's style, and the (model, rule) of each."""
-    import matplotlib.pyplot as plt
-
     models, rules = names(config.noise_model), names(config.rule)
-    fig, axes = plt.subplots(len(models), len(rules), figsize=(3.4 * len(rules), 2.9 * len(models)), squeeze=False)
+    fig, axes = figure(len(models) * len(rules), 3.4 * len(rules), 2.9, len(rules), layout=None)
     fig.subplots_adjust(hspace=0.5, wspace=0.3)                       # cheaper than a constrained layout
-    return fig, [(axes[i][j], model, rule) for i, model in enumerate(models) for j, rule in enumerate(rules)]
+    cells = [(model, rule) for model in models for rule in rules]     # row by row, as the axes
+    return fig, [(ax, model, rule) for ax, (model, rule) in zip(axes, cells)]
 
 
 def draw_forms(rows: list[dict], verdicts: dict, config: DictConfig, run):

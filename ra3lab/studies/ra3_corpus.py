@@ -20,6 +20,7 @@ from ra3lab.errors import check, check_choice
 from ra3lab.evaluation import SandboxPool, named_tasks
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
+from ra3lab.log import say
 from ra3lab.ra3.estep import Corpus
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.studies.midtraining import (
@@ -28,7 +29,6 @@ from ra3lab.studies.midtraining import (
     evaluate_arm,
     log_estep_curves,
     pretrained_base,
-    say,
     validate_method,
 )
 
@@ -58,7 +58,7 @@ def split_corpus(config: DictConfig) -> tuple[list[list[str]], Corpus, Corpus]:
     """(snippets with their comments for pre-training a tiny model, training snippets, held-out snippets
     from other files)."""
     programs, stats = load_corpus(corpus_path(config), field=config.corpus.field, max_files=config.corpus.max_files)
-    say(f"corpus: {stats.describe()}")
+    say("ra3_corpus", f"corpus: {stats.describe()}")
     cut = max(1, len(programs) // 10)                  # held-out snippets come from the last tenth of the files
     train = snippets(programs[:-cut], max_lines=config.corpus.snippet_lines, drop_comments=True, seed=config.seed,
                      limit=config.corpus.train_snippets)
@@ -99,14 +99,14 @@ def run(config: DictConfig, run) -> dict:
 
     with SandboxPool(workers=config.eval.workers) as pool:
         def one_arm(index: int, arm: str) -> dict:
-            say(f"arm {arm} ({index + 1}/{len(arms)})")
+            say("ra3_corpus", f"arm {arm} ({index + 1}/{len(arms)})")
             model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
             result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
                                       seed=int(config.seed)))
             name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
             result.update(evaluate_arm(model, tokenizer, tasks, pool, config, suffix=f"/{name}"))
-            say(f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
-                                            if isinstance(value, float)))
+            say("ra3_corpus", f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
+                                                          if isinstance(value, float)))
             return {"arm": arm, **result}
 
         rows = run.map(one_arm, arms, "arms", "eval")

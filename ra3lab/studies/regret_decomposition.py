@@ -18,8 +18,9 @@ from ra3lab.errors import check
 from ra3lab.mdp.planning import optimal_values, start_values, stochastic_policy_evaluation
 from ra3lab.mdp.pruning import pruning_error
 from ra3lab.mdp.smdp import Options, option_models
+from ra3lab.plots.style import figure
 from ra3lab.stats import standard_error
-from ra3lab.studies.common import figure, generator, make_family
+from ra3lab.studies.common import generator, make_family
 from ra3lab.theory.bounds import regret_decomposition
 
 
@@ -94,7 +95,7 @@ def run(config: DictConfig, run) -> dict:
     residuals = np.array([row["residual"] for row in rows])
     mc_z = np.array([row["mc_z"] for row in rows if "mc_z" in row])
 
-    fig, (left, right) = figure(2, width=8.0)
+    fig, (left, right) = figure(2, width=8.0, height=3.6)
     lhs = [row["regret"] for row in rows]
     rhs = [row["pruning_error"] + row["rl_error"] for row in rows]
     left.plot(lhs, rhs, "o", ms=4)

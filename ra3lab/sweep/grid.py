@@ -15,8 +15,6 @@ interrupted), which resume from their checkpoints; ``failed_only`` resubmits onl
 from __future__ import annotations
 
 import json
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import yaml
 from ra3lab.config import compose_points
 from ra3lab.errors import ConfigError, check
 from ra3lab.execute import prepare, runs_root
+from ra3lab.log import Meter, say
 from ra3lab.runs import Run, atomic_write, run_id
 from ra3lab.sweep.aggregate import write_aggregate
 from ra3lab.sweep.job import RunJob
@@ -77,16 +76,16 @@ def _manifest(plan: Plan, job_ids: dict[int, str | None]) -> str:
                    for i, (point, run) in enumerate(zip(plan.points, plan.runs)))
 
 
-def _progress(plan: Plan, selected: list[int], start: float):
-    done = []
+def _progress(plan: Plan, selected: list[int]):
+    """``on_outcome(k, outcome)``: a line per finished run with the sweep's done/total, rate and ETA."""
+    meter = Meter(len(selected))
 
     def report(k: int, outcome) -> None:
-        done.append(k)
+        meter.done += 1
         i = selected[k]
         params = " ".join(f"{key}={value}" for key, value in plan.points[i].params.items())
         what = "done" if outcome.ok else f"FAILED: {outcome.error}"
-        print(f"[sweep {plan.spec.name}] {len(done)}/{len(selected)} ({time.time() - start:.0f} s) "
-              f"#{i} {params}: {what}", file=sys.stderr, flush=True)
+        say(f"sweep {plan.spec.name}", f"{meter.line()}: #{i} {params}: {what}")
     return report
 
 
@@ -144,8 +143,8 @@ def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", 
     atomic_write(sweep_dir / "manifest.jsonl", _manifest(the_plan, job_ids))
     failures = []
     if selected:
-        print(f"[sweep {name}] launching {len(selected)} of {len(runs)} runs ({launcher}); "
-              f"follow with: ra3lab status {sweep_dir}", file=sys.stderr, flush=True)
+        say(f"sweep {name}", f"launching {len(selected)} of {len(runs)} runs ({launcher}); "
+                             f"follow with: ra3lab status {sweep_dir}")
         kwargs = [{"experiment": the_plan.spec.experiment, "overrides": list(the_plan.points[i].overrides),
                    "quick": the_plan.spec.quick, "runs_root": str(runs_root())} for i in selected]
         batch = submit(RunJob(), kwargs, launcher=launcher, profile=loaded, folder=jobs_folder, workers=workers,
@@ -153,19 +152,17 @@ def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", 
         job_ids.update(zip(selected, batch.job_ids))
         atomic_write(sweep_dir / "manifest.jsonl", _manifest(the_plan, job_ids))
         if launcher == "slurm":
-            print(f"[sweep {name}] submitted array job {batch.job_ids[0].split('_')[0]}", file=sys.stderr, flush=True)
+            say(f"sweep {name}", f"submitted array job {batch.job_ids[0].split('_')[0]}")
         try:
-            outcomes = batch.wait(timeout_s=timeout_s, on_outcome=_progress(the_plan, selected, time.time()))
+            outcomes = batch.wait(timeout_s=timeout_s, on_outcome=_progress(the_plan, selected))
         except KeyboardInterrupt:
             if launcher == "slurm":
-                print(f"[sweep {name}] stopped waiting; the array job keeps running: ra3lab status {sweep_dir}",
-                      file=sys.stderr, flush=True)
+                say(f"sweep {name}", f"stopped waiting; the array job keeps running: ra3lab status {sweep_dir}")
             raise
         failures = [{"index": i, "overrides": list(the_plan.points[i].overrides), "error": outcome.error}
                     for i, outcome in zip(selected, outcomes) if not outcome.ok]
     else:
-        print(f"[sweep {name}] nothing to launch: {count_line([state['state'] for state in before])}",
-              file=sys.stderr, flush=True)
+        say(f"sweep {name}", f"nothing to launch: {count_line([state['state'] for state in before])}")
     aggregate_path = write_aggregate(sweep_dir)
     after, _ = select(the_plan)
     for run, state in zip(runs, after):

@@ -43,7 +43,6 @@ import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from optuna.trial import TrialState
 from ra3lab.config import project_root
 from ra3lab.errors import ConfigError, check
 from ra3lab.execute import execute, prepare, runs_root
+from ra3lab.log import say
 from ra3lab.runs import atomic_write, json_safe
 from ra3lab.sweep.best import best_trial, export_best
 from ra3lab.sweep.space import Space, check_bounds, is_number, load_space
@@ -215,16 +215,11 @@ def worker(space: str, storage: str, target: int, index: int = 0, root: str | No
         done.append({"number": trial.number, "state": state})
         frozen = study.get_trials(deepcopy=False)[trial.number]
         detail = frozen.value if frozen.state == TrialState.COMPLETE else frozen.user_attrs.get("error", "")
-        print(f"ra3lab tune: worker {index}: trial {trial.number} {done[-1]['state']} {frozen.params} {detail or ''}",
-              file=sys.stderr, flush=True)
+        say("tune", f"worker {index}: trial {trial.number} {done[-1]['state']} {frozen.params} {detail or ''}")
     return {"worker": index, **worker_info(), "trials": done}
 
 
 # --- the driver ---------------------------------------------------------------------------------
-
-def _say(text: str) -> None:
-    print(f"ra3lab tune: {text}", file=sys.stderr, flush=True)
-
 
 def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str = "local",
          profile: str | None = None, trials: int | None = None, *, timeout_s: float | None = None) -> dict:
@@ -260,10 +255,10 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
     counts = _counts(study.get_trials(deepcopy=False))
     to_run = counts["WAITING"]
     dashboard = f"optuna-dashboard {shown(url).removeprefix('journal://')}"
-    _say(f"study '{loaded.name}' ({loaded.experiment}, {loaded.direction} {loaded.objective_name()}) in {shown(url)}: "
-         f"{counts['counted']} of {target} trials finished"
-         f"{f', {len(interrupted)} interrupted ones failed and re-enqueued' if interrupted else ''}; "
-         f"{to_run} to run on {workers} {launcher} worker(s). Watch: {dashboard}")
+    say("tune", f"study '{loaded.name}' ({loaded.experiment}, {loaded.direction} {loaded.objective_name()}) in "
+                f"{shown(url)}: {counts['counted']} of {target} trials finished"
+                f"{f', {len(interrupted)} interrupted ones failed and re-enqueued' if interrupted else ''}; "
+                f"{to_run} to run on {workers} {launcher} worker(s). Watch: {dashboard}")
     outcomes = []
     if to_run:
         n_workers = min(workers, to_run)
@@ -272,7 +267,7 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
 
         def report(i, outcome):
             detail = (f"{len(outcome.result['trials'])} trial(s)" if outcome.ok else f"failed: {outcome.error}")
-            _say(f"worker {i}{f' (job {outcome.job_id})' if outcome.job_id else ''} ended: {detail}")
+            say("tune", f"worker {i}{f' (job {outcome.job_id})' if outcome.job_id else ''} ended: {detail}")
 
         outcomes = launch(worker, kwargs, launcher=launcher, profile=cluster if cluster else None,
                           folder=folder / "jobs", workers=n_workers if launcher == "local" else None,
@@ -298,8 +293,8 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
     })
     atomic_write(folder / "tune.json", json.dumps(summary, indent=2))
     if best is not None:
-        _say(f"best {loaded.objective_name()} = {best.value:.6g} at trial {best.number} {best.params}; "
-             f"wrote {best_file}. Rerun it: {command}")
+        say("tune", f"best {loaded.objective_name()} = {best.value:.6g} at trial {best.number} {best.params}; "
+                    f"wrote {best_file}. Rerun it: {command}")
     else:
-        _say("no trial completed: nothing to export")
+        say("tune", "no trial completed: nothing to export")
     return summary
