@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from ra3lab.cli import main
+from ra3lab.errors import ConfigError
+from ra3lab.plots import style
+from ra3lab.ra3.arms import Arm, ra3_by_penalty
 
 TINY = ["model.hidden=32", "model.layers=2", "model.heads=2", "pretrain.steps=30", "pretrain.batch_size=8",
         "midtrain.rounds=1", "midtrain.steps_per_round=4", "midtrain.batch_size=4", "estep.steps=2",
@@ -45,6 +48,7 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
     run_dir = Path(summary["figures"][0]).parents[1]
     for arm in ("base", "ntp", "random", "infuse0/round_0", "ra3_c0.05/round_0"):
         assert (run_dir / "checkpoints" / arm / "config.json").exists()
+    assert all((Arm.parse(name).model_dir(run_dir, 1) / "config.json").exists() for name in arms)
     assert all(Path(path).exists() for path in summary["figures"])
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     estep = [line for line in lines if "estep/reward" in line]
@@ -67,7 +71,8 @@ def test_real_corpus_study_runs_on_the_standard_library_and_humaneval(capsys):
     ("estep.baseline=mean", "estep.baseline"), ("references=[teacher]", "references"),
     ("estep.returns=discounted", "estep.returns"), ("estep.kl_coef=-1", "estep.kl_coef"),
     ("eval.n=2", "eval.n"), ("eval.temperature=0", "eval.temperature"), ("eval.decoding=beam", "eval.decoding"),
-    ("cs=[]", "references")])
+    ("cs=[]", "references"), ("estep.steps=2.5", "estep.steps"), ("estep.lr=0", "estep.lr"),
+    ("estep.snippets_per_step=0", "estep.snippets_per_step")])
 def test_bad_method_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
     assert main(["run", "codeworld_ra3", override, "--json"]) == 2
     assert last_json(capsys)["field"] == field
@@ -80,6 +85,22 @@ def test_bad_method_settings_are_refused_before_any_work(override, field, capsys
 def test_bad_corpus_settings_are_refused_before_any_work(override, field, capsys, isolated_runs):
     assert main(["run", "ra3_corpus", override, "--json"]) == 2
     assert last_json(capsys)["field"] == field
+
+
+def test_an_arm_round_trips_its_name_and_knows_where_its_models_lie(tmp_path):
+    for name in ("base", "ntp", "oracle", "random", "infuse0", "ra3_c0.05", "ra3_c1e-05", "ra3_c2"):
+        assert Arm.parse(name).name == name
+    ra3 = Arm.ra3(0.05)
+    assert Arm.parse("ra3_c0.05") == ra3 and (ra3.name, ra3.kind, ra3.c) == ("ra3_c0.05", "ra3", 0.05)
+    assert [Arm.parse(name).kind for name in ("base", "ntp", "infuse0")] == ["base", "reference", "infuse0"]
+    assert ra3.model_dir(tmp_path, 2) == tmp_path / "checkpoints" / "ra3_c0.05" / "round_1"
+    assert Arm.parse("infuse0").model_dir(tmp_path, 1) == tmp_path / "checkpoints" / "infuse0" / "round_0"
+    assert Arm.parse("ntp").model_dir(tmp_path, 3) == tmp_path / "checkpoints" / "ntp"
+    with pytest.raises(ConfigError) as error:
+        Arm.parse("ra3_cbig", "inits")
+    assert error.value.field == "inits"
+    assert ra3_by_penalty({"ra3_c0.2": "b", "ntp": "x", "ra3_c0.01": "a"}) == [(0.01, "a"), (0.2, "b")]
+    assert style.label("ra3_c0.05") == "RA3 (c=0.05)" and style.color("ra3_c0.2") == style.color("ra3")
 
 
 def arm(nll_plain=0.02, nll_elbo=0.02, pass1=0.5, rate=0.1, f1=0.5, truncated=0.0) -> dict:

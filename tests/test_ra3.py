@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from ra3lab.codeworld import CodeWorld
 from ra3lab.errors import ConfigError
 from ra3lab.lm import LineCodec, build_model, token_logprobs, train_ntp, train_tokenizer
 from ra3lab.ra3 import em
-from ra3lab.ra3.estep import Corpus, e_step
+from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
 from ra3lab.ra3.evaluate import elbo_terms, heldout_nll
 from ra3lab.ra3.infuse import infuse
 from ra3lab.ra3.likelihood import score_lines
@@ -23,8 +24,8 @@ from ra3lab.ra3.reward import advantages, line_rewards, returns_of
 from ra3lab.ra3.rollout import Rollout, rollout_ids, sample_thoughts
 
 HEADER = 2
-ESTEP = {"steps": 6, "snippets_per_step": 3, "group_size": 4, "max_thought_tokens": 6, "temperature": 1.0,
-         "lr": 3e-3, "reward": "ra3", "baseline": "group", "normalize": True, "method": "rl"}
+ESTEP = EStepConfig(steps=6, snippets_per_step=3, group_size=4, max_thought_tokens=6, lr=3e-3)
+MIDTRAIN = {"batch_size": 4, "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -130,23 +131,43 @@ def test_boundary_scores():
     assert boundary_scores([set()], [{1}])["boundary_f1"] == 0.0
 
 
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"group_size": 1}, "estep.group_size"), ({"max_thought_tokens": 0}, "estep.max_thought_tokens"),
+    ({"steps": 2.5}, "estep.steps"), ({"lookahead": -1}, "estep.lookahead"), ({"temperature": 0}, "estep.temperature"),
+    ({"lr": float("nan")}, "estep.lr"), ({"ema_decay": 1.0}, "estep.ema_decay"), ({"kl_coef": -1}, "estep.kl_coef"),
+    ({"method": "beam"}, "estep.method"), ({"reward": "bleu"}, "estep.reward"), ({"normalize": "yes"}, "estep.normalize"),
+    ({"entropy_coef": 0.1, "method": "resample"}, "estep.entropy_coef")])
+def test_a_bad_estep_setting_is_refused_by_its_field(settings, field):
+    with pytest.raises(ConfigError) as error:
+        EStepConfig(**settings)
+    assert error.value.field == field
+
+
+def test_an_estep_block_becomes_one_config():
+    block = OmegaConf.create({"steps": 3, "reward": "rlp", "lookahead": 2})
+    assert EStepConfig.of(block) == replace(EStepConfig(), steps=3, reward="rlp", lookahead=2)
+    with pytest.raises(ConfigError) as error:
+        EStepConfig.of({"stepz": 3})
+    assert error.value.field == "estep.stepz"
+
+
 def test_a_large_penalty_teaches_q_to_stop_thinking(world):
     model, _, codec, corpus = world
     rates = []
-    config = OmegaConf.create({**ESTEP, "reward": "penalty_only", "steps": 8})
+    config = replace(ESTEP, reward="penalty_only", steps=8)
     e_step(model, codec, corpus, config, c=1.0, seed=0, log=lambda step, metrics: rates.append(metrics["rate"]))
     assert rates[0] > 0.1 and sum(rates[-2:]) / 2 < rates[0] / 2, rates
 
 
 def test_em_rounds_resume_to_the_same_model(world, tmp_path):
     model, tokenizer, codec, corpus = world
-    config = OmegaConf.create({"estep": {**ESTEP, "steps": 2},
-                               "midtrain": {"rounds": 2, "steps_per_round": 5, "batch_size": 4, "lr": 1e-3}})
-    whole, rounds = em.ra3(model, tokenizer, codec, corpus, config, 0.05, tmp_path / "whole", 0, lambda m: None)
+    config = OmegaConf.create({"midtrain": {**MIDTRAIN, "rounds": 2, "steps_per_round": 5}})
+    estep = replace(ESTEP, steps=2)
+    whole, rounds = em.ra3(model, tokenizer, codec, corpus, config, estep, 0.05, tmp_path / "whole", 0, lambda m: None)
     assert len(rounds) == 2 and {"estep", "infused", "mstep_loss"} <= set(rounds[0])
-    em.ra3(model, tokenizer, codec, corpus, OmegaConf.merge(config, {"midtrain": {"rounds": 1}}),
+    em.ra3(model, tokenizer, codec, corpus, OmegaConf.merge(config, {"midtrain": {"rounds": 1}}), estep,
            0.05, tmp_path / "cut", 0, lambda m: None)
-    resumed, _ = em.ra3(model, tokenizer, codec, corpus, config, 0.05, tmp_path / "cut", 0, lambda m: None)
+    resumed, _ = em.ra3(model, tokenizer, codec, corpus, config, estep, 0.05, tmp_path / "cut", 0, lambda m: None)
     assert json.loads((tmp_path / "cut" / "round_1" / "metrics.json").read_text())["example"] == rounds[1]["example"]
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -162,16 +183,16 @@ def test_a_model_that_never_thinks_has_equal_plain_and_elbo_nll(world):
 
 def test_bolt_style_resampling_infuses_without_training_q(world, tmp_path):
     model, tokenizer, codec, corpus = world
-    config = OmegaConf.create({"estep": {**ESTEP, "method": "resample"},
-                               "midtrain": {"rounds": 1, "steps_per_round": 2, "batch_size": 4, "lr": 1e-3}})
-    _, [metrics] = em.ra3(model, tokenizer, codec, corpus, config, 0.05, tmp_path / "bolt", 0, lambda m: None)
+    config = OmegaConf.create({"midtrain": {**MIDTRAIN, "rounds": 1, "steps_per_round": 2}})
+    _, [metrics] = em.ra3(model, tokenizer, codec, corpus, config, replace(ESTEP, method="resample"), 0.05,
+                          tmp_path / "bolt", 0, lambda m: None)
     assert metrics["estep"] == [] and 0 < metrics["infused"]["rate"] <= 1
 
 
 def test_the_no_thought_baseline_trains_q(world):
     model, _, codec, corpus = world
     seen = []
-    config = OmegaConf.create({**ESTEP, "baseline": "no_thought", "steps": 2})
+    config = replace(ESTEP, baseline="no_thought", steps=2)
     q = e_step(model, codec, corpus, config, c=0.05, seed=0, log=lambda step, metrics: seen.append(metrics))
     assert len(seen) == 2 and all(torch.isfinite(torch.tensor(m["loss"])) for m in seen)
     assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), model.parameters()))
@@ -240,8 +261,7 @@ def test_resampling_weighs_samples_by_the_configured_reward(world):
     groups = sample_thoughts(model, codec, part.snippets, part.decisions, repeats=4, max_thought_tokens=6, seed=7)
 
     def picked(reward: str, c: float) -> list[int]:
-        estep = OmegaConf.create({**ESTEP, "reward": reward})
-        chosen = infuse(model, codec, part, 7, 6, method="resample", pi=model, c=c, group_size=4, estep=estep)
+        chosen = infuse(model, codec, part, 7, replace(ESTEP, reward=reward, method="resample"), pi=model, c=c)
         return [len(r.thoughts) for r in chosen]
 
     fewest = [min(len(r.thoughts) for r in group) for group in groups]
@@ -256,7 +276,7 @@ def test_resampling_weighs_samples_by_the_configured_reward(world):
 def test_every_reward_variant_and_return_mode_trains_q(world, settings):
     model, _, codec, corpus = world
     seen = []
-    config = OmegaConf.create({**ESTEP, **settings, "steps": 2})
+    config = replace(ESTEP, **settings, steps=2)
     q = e_step(model, codec, corpus, config, c=0.05, seed=0, log=lambda step, metrics: seen.append(metrics))
     assert len(seen) == 2 and all(torch.isfinite(torch.tensor([m["loss"], m["reward"]])).all() for m in seen)
     assert any(not torch.equal(a, b) for a, b in zip(q.parameters(), model.parameters()))
@@ -274,9 +294,9 @@ def test_ra3_without_thoughts_trains_exactly_as_ntp(world, tmp_path):
     """No decision line, no E-step: every round infuses the plain corpus, so RA3's M-steps must be NTP's."""
     model, tokenizer, codec, corpus = world
     silent = Corpus(corpus.snippets, [[False] * len(s) for s in corpus.snippets])
-    config = OmegaConf.create({"estep": {**ESTEP, "steps": 0},
-                               "midtrain": {"rounds": 2, "steps_per_round": 3, "batch_size": 4, "lr": 1e-3}})
-    ra3_model, rounds = em.ra3(model, tokenizer, codec, silent, config, 0.05, tmp_path / "ra3", 0, lambda m: None)
+    config = OmegaConf.create({"midtrain": {**MIDTRAIN, "rounds": 2, "steps_per_round": 3}})
+    ra3_model, rounds = em.ra3(model, tokenizer, codec, silent, config, replace(ESTEP, steps=0), 0.05,
+                               tmp_path / "ra3", 0, lambda m: None)
     assert all(r["infused"]["rate"] == 0 for r in rounds)
     ntp_model = em.ntp(model, tokenizer, codec, silent.snippets, config, tmp_path / "ntp", 0)
     for a, b in zip(ra3_model.parameters(), ntp_model.parameters()):

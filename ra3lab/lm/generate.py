@@ -1,12 +1,14 @@
-"""Completing function bodies: ``HFGenerator`` over ``model.generate`` (CPU, tests) and
-``VLLMGenerator`` over vLLM (GPU clusters, extra ``gpu``), with one ``generate`` contract.
+"""Completing function bodies: ``HFGenerator`` over ``model.generate`` (CPU, tests; the one generator of
+evaluation and of RLVR's rollouts) and ``VLLMGenerator`` over vLLM (GPU clusters, extra ``gpu``), with one
+``generate`` contract.
 
 Prompts end with ``"\\n"`` and are encoded line by line (:class:`~ra3lab.lm.codec.LineCodec`), as
 training saw code. A completion is cut before the first stop string or the first non-empty line
 without indent (the end of the function body), keeping the newline before the cut; one whose body
 had not ended when it used its token budget is *truncated*.
 
-Decodings (``DECODINGS``): ``sample`` (softmax at a temperature, top-k and top-p off), ``greedy``,
+Decodings (``DECODINGS``): ``sample`` (softmax at a temperature; top-k, top-p and repetition penalty off, so
+the model's tempered log-probabilities are those of the sampler, as GRPO needs), ``greedy``,
 and ``decision_greedy``: greedy, except that at each line start (after the line's indent) the model
 thinks, i.e. writes a ``#`` comment line, exactly when its total mass on comment tokens exceeds 0.5
 (the quantity the E-step samples the choice to think from). Plain greedy decoding almost never thinks,
@@ -98,12 +100,15 @@ class DecisionGreedy(LogitsProcessor):
 
 @dataclass(frozen=True)
 class Completion:
-    """One completion: its text cut at the end of the body, the tokens generated up to that cut, and whether
-    the budget ran out before the body ended."""
+    """One completion: its text cut at the end of the body, the tokens generated up to that cut, whether the
+    budget ran out before the body ended, and ``ids``: the generated token ids through the one that ended the
+    completion (the first token past the end of the body, or an eos: the model's choice to stop), all of them
+    when it was truncated."""
 
     text: str
     tokens: int
     truncated: bool
+    ids: tuple[int, ...]
 
 
 def check_decoding(decoding: str, temperature: float, field: str = "eval") -> None:
@@ -114,15 +119,15 @@ def check_decoding(decoding: str, temperature: float, field: str = "eval") -> No
 
 
 def completion_of(codec: LineCodec, ids: list[int], budget: int, stop: Sequence[str] = STOP) -> Completion:
-    """The :class:`Completion` of one row's generated ``ids`` (padding after an eos or pad ignored)."""
+    """The :class:`Completion` of one row's generated ``ids`` (what follows its first eos or pad ignored)."""
     ends = [ids.index(token) for token in {codec.eos_id, codec.pad_id} if token in ids]
-    ids = ids[: min(ends)] if ends else ids
-    text = codec.decode(ids)
+    end = min(ends) if ends else len(ids)
+    text = codec.decode(ids[:end])
     kept = cut(text, stop)
     if kept != text:
-        tokens = next(n for n in range(1, len(ids) + 1) if len(codec.decode(ids[:n])) > len(kept))
-        return Completion(kept, tokens, truncated=False)
-    return Completion(kept, len(ids), truncated=not ends and len(ids) >= budget)
+        tokens = next(n for n in range(1, end + 1) if len(codec.decode(ids[:n])) > len(kept))
+        return Completion(kept, tokens, truncated=False, ids=tuple(ids[:tokens]))
+    return Completion(kept, end, truncated=not ends and end >= budget, ids=tuple(ids[:end + 1]))
 
 
 class Generator(ABC):
@@ -158,17 +163,18 @@ class HFGenerator(Generator):
     def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
                  temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
         """One :class:`Completion` per prompt, each of at most its budget of new tokens (one int for all, or one
-        per prompt); sampled at ``temperature`` (top-k and top-p of the model's generation config off),
-        greedy, or decision-greedy (module docstring); reproducible per seed."""
+        per prompt); sampled at ``temperature`` (top-k, top-p and repetition penalty of the model's generation
+        config off), greedy, or decision-greedy (module docstring); reproducible per seed, the random state of
+        the caller (CPU and CUDA) left as it was."""
         check_decoding(decoding, temperature)
         budgets = self.per_prompt(budgets, prompts)
         ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
         width = ids.shape[1]
-        options = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if decoding == "sample"
-                   else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
+        options = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+                   if decoding == "sample" else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
         if decoding == "decision_greedy":
             options["logits_processor"] = LogitsProcessorList([DecisionGreedy(self.codec, width)])
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(seed)
             out = self.model.generate(
                 input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
@@ -207,4 +213,5 @@ class VLLMGenerator(Generator):
         outputs = self.engine.generate([{"prompt_token_ids": ids} for ids in prompt_ids(self.codec, prompts)],
                                        params)
         return [Completion(cut(output.outputs[0].text, stop), len(output.outputs[0].token_ids),
-                           output.outputs[0].finish_reason == "length") for output in outputs]
+                           output.outputs[0].finish_reason == "length", tuple(output.outputs[0].token_ids))
+                for output in outputs]

@@ -21,6 +21,7 @@ from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.heatmap import sweep_heatmap
 from ra3lab.plots.tables import convergence_table, to_latex, to_markdown
 from ra3lab.plots.theory import theory_figure
+from ra3lab.ra3.arms import ra3_by_penalty
 
 
 def latest_summary(runs: Path, experiment: str) -> dict | None:
@@ -68,8 +69,7 @@ def theory_items(runs: Path) -> list[dict]:
                           "xscale": "log", "yscale": "log"})
     codeworld = latest_summary(runs, "codeworld_ra3")
     if codeworld:
-        ra3 = sorted((float(arm.removeprefix("ra3_c")), row) for arm, row in codeworld["arms"].items()
-                     if arm.startswith("ra3_c"))
+        ra3 = ra3_by_penalty(codeworld["arms"])
         items.append({"name": "RA3 thought rate", "x": [c for c, _ in ra3], "xlabel": "penalty c", "xscale": "log",
                       "measured": [row["infused_rate"] for _, row in ra3], "ylabel": "thoughts per line",
                       "predicted": {"intent boundaries": [codeworld["boundary_rate"]] * len(ra3)}})

@@ -17,6 +17,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullLocator
 
+from ra3lab.ra3.arms import penalty
+
 COLUMN, FULL = 3.3, 6.8
 
 RC = {
@@ -44,9 +46,9 @@ OTHER = ("#8C564B", "#17BECF", "#BCBD22", "#9467BD", "#2CA02C", "#E377C2", "#1F7
 
 
 def _arm(name) -> str:
-    """The arm family of a name: RA3 arms are named ``ra3_c<c>`` by the studies."""
+    """The arm family of a name: ``ra3`` for every RA3 arm (:mod:`ra3lab.ra3.arms`), else the name."""
     name = str(name).lower()
-    return "ra3" if name.startswith("ra3_c") else name
+    return "ra3" if penalty(name) is not None else name
 
 
 def color(name: str) -> str:
@@ -57,8 +59,9 @@ def color(name: str) -> str:
 
 def label(name: str) -> str:
     """The display name of arm ``name`` ("ra3" -> "RA3", "ra3_c0.05" -> "RA3 (c=0.05)"); other names as they are."""
-    if str(name).lower().startswith("ra3_c"):
-        return f"RA3 (c={str(name)[5:]})"
+    c = penalty(str(name).lower())
+    if c is not None:
+        return f"RA3 (c={c:g})"
     known = ARMS.get(str(name).lower())
     return known[0] if known else str(name)
 

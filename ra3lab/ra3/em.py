@@ -3,8 +3,9 @@
 Round k: E-step (train q from pi, :mod:`ra3lab.ra3.estep`; none when ``estep.steps`` is 0, the
 ``infuse0`` control, where q is pi itself), infuse the corpus with q's thoughts
 (:mod:`ra3lab.ra3.infuse`), M-step (next-token prediction of pi on the infused corpus, all tokens
-in the loss, so pi learns when and what to think). Round k's pi, tokenizer and metrics are saved
-under ``<folder>/round_<k>/``; a rerun loads the last complete round and goes on from there.
+in the loss, so pi learns when and what to think). Round k's pi, tokenizer and metrics are saved in
+:func:`~ra3lab.ra3.arms.round_folder` of the arm's folder; a rerun loads the last complete round and goes on
+from there.
 
 Every M-step starts a fresh optimizer and learning-rate schedule with the round's seed, and the NTP
 twin restarts the same way at the same seeds on the plain corpus: RA3 and NTP differ only in the data
@@ -21,7 +22,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ra3lab.lm import LineCodec, load_model, train_ntp
-from ra3lab.ra3.estep import Corpus, e_step
+from ra3lab.ra3.arms import round_folder
+from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
 from ra3lab.ra3.infuse import infuse
 from ra3lab.ra3.metrics import thought_stats
 from ra3lab.runs import atomic_write
@@ -40,8 +42,8 @@ def save_round(model, tokenizer, folder: Path, metrics: dict) -> None:
 def last_round(folder: Path) -> tuple[int, list[dict]]:
     """(number of complete rounds, their metrics) under ``folder``."""
     rounds = []
-    while (folder / f"round_{len(rounds)}" / "metrics.json").exists():
-        rounds.append(json.loads((folder / f"round_{len(rounds)}" / "metrics.json").read_text()))
+    while (round_folder(folder, len(rounds)) / "metrics.json").exists():
+        rounds.append(json.loads((round_folder(folder, len(rounds)) / "metrics.json").read_text()))
     return len(rounds), rounds
 
 
@@ -61,34 +63,32 @@ def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, bat
     return train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
 
 
-def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, folder: Path,
-        seed: int, progress: Progress) -> tuple[object, list[dict]]:
-    """K EM rounds from ``base`` (not modified); returns (pi after the last round, per-round metrics)."""
+def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, estep: EStepConfig, c: float,
+        folder: Path, seed: int, progress: Progress) -> tuple[object, list[dict]]:
+    """K = midtrain.rounds EM rounds from ``base`` (not modified), E-step and infusion as ``estep`` says, M-steps
+    as ``config.midtrain`` says; returns (pi after the last round, per-round metrics)."""
     done, rounds = last_round(folder)
-    pi = copy.deepcopy(base) if done == 0 else load_model(folder / f"round_{done - 1}")
+    pi = copy.deepcopy(base) if done == 0 else load_model(round_folder(folder, done - 1))
     for k in range(done, config.midtrain.rounds):
         curve = []
 
         def log(step, metrics, k=k, curve=curve):
             curve.append(metrics)
-            progress(f"round {k + 1}/{config.midtrain.rounds} E-step {step + 1}/{config.estep.steps}: "
+            progress(f"round {k + 1}/{config.midtrain.rounds} E-step {step + 1}/{estep.steps}: "
                      f"reward {metrics['reward']:.3f}/line, thought rate {metrics['rate']:.2f}")
 
         seed_k = round_seed(seed, k)
-        if config.estep.method == "rl":
-            q = e_step(pi, codec, corpus, config.estep, c, seed_k, log) if config.estep.steps > 0 else pi
-            infused = infuse(q, codec, corpus, seed_k, config.estep.max_thought_tokens, config.estep.temperature,
-                             estep=config.estep)
+        if estep.method == "rl":
+            q = e_step(pi, codec, corpus, estep, c, seed_k, log) if estep.steps > 0 else pi
+            infused = infuse(q, codec, corpus, seed_k, estep)
         else:                       # BoLT-style: importance resampling from pi itself, no RL
-            infused = infuse(pi, codec, corpus, seed_k, config.estep.max_thought_tokens, config.estep.temperature,
-                             method="resample", pi=pi, c=c, group_size=config.estep.group_size,
-                             estep=config.estep)
+            infused = infuse(pi, codec, corpus, seed_k, estep, pi=pi, c=c)
         stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
         progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
         losses = m_step(pi, codec, [rollout.lines for rollout in infused], config, seed_k)
         metrics = {"round": k, "estep": curve, "infused": stats, "mstep_loss": losses[-1],
                    "example": infused[0].lines, "placements": [sorted(rollout.thoughts) for rollout in infused]}
-        save_round(pi, tokenizer, folder / f"round_{k}", metrics)
+        save_round(pi, tokenizer, round_folder(folder, k), metrics)
         rounds.append(metrics)
     return pi, rounds
 

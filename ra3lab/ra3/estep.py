@@ -9,17 +9,77 @@ latent choices only (thought tokens and the choice not to think), never on the c
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 
 import torch
-from omegaconf import DictConfig
 
+from ra3lab.errors import check, check_choice
 from ra3lab.lm import LineCodec
 from ra3lab.ra3.likelihood import score_lines
 from ra3lab.ra3.metrics import thought_stats
-from ra3lab.ra3.reward import advantages, line_rewards, returns_of
+from ra3lab.ra3.reward import BASELINES, KINDS, RETURNS, advantages, line_rewards, returns_of
 from ra3lab.ra3.rollout import Rollout, sample_thoughts
+
+METHODS = ("rl", "resample")
+
+
+def _integer(field: str, value, least: int) -> None:
+    check(isinstance(value, int) and not isinstance(value, bool) and value >= least, f"estep.{field}", value,
+          f"must be an integer >= {least}")
+
+
+def _number(field: str, value, ok: bool, valid: str) -> None:
+    check(isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and ok,
+          f"estep.{field}", value, valid)
+
+
+@dataclass(frozen=True)
+class EStepConfig:
+    """How q is trained and how it writes thoughts (a study's ``estep:`` block); a bad value raises ConfigError
+    on construction, naming the field ``estep.<name>``."""
+
+    method: str = "rl"              # rl (RA3's E-step) or resample (BoLT-style importance resampling, no RL)
+    steps: int = 12                 # policy-gradient steps per EM round; 0: no E-step (q is pi)
+    snippets_per_step: int = 6      # snippets drawn per step
+    group_size: int = 8             # G rollouts per snippet (RL) or samples resampled from (resample), >= 2
+    max_thought_tokens: int = 12    # L_z: tokens of a thought before its forced newline
+    temperature: float = 1.0        # q's sampling temperature, > 0
+    lr: float = 3e-4                # q's AdamW learning rate
+    reward: str = "ra3"             # one of ra3lab.ra3.reward.KINDS
+    kl_coef: float = 0.0            # latro: weight of the KL estimate to q's reference (pi), >= 0
+    ema_decay: float = 0.9          # rlp: decay of the EMA of q that scores the no-thought baseline, in [0, 1)
+    entropy_coef: float = 0.0       # weight of q's entropy term (RL only), >= 0
+    returns: str = "total"          # total (sum over lines) or to_go (reward-to-go from each line)
+    lookahead: int = 0              # k: code lines q sees past each decision line (0: prior-style q)
+    baseline: str = "group"         # group, no_thought or none
+    normalize: bool = True          # divide advantages by the group's standard deviation
+
+    def __post_init__(self):
+        check_choice("estep.method", self.method, METHODS)
+        for field, least in (("steps", 0), ("snippets_per_step", 1), ("group_size", 2), ("max_thought_tokens", 1),
+                             ("lookahead", 0)):
+            _integer(field, getattr(self, field), least)
+        _number("temperature", self.temperature, self.temperature > 0, "must be a number > 0")
+        _number("lr", self.lr, self.lr > 0, "must be a number > 0")
+        for field in ("kl_coef", "entropy_coef"):
+            _number(field, getattr(self, field), getattr(self, field) >= 0, "must be a number >= 0")
+        _number("ema_decay", self.ema_decay, 0 <= self.ema_decay < 1, "must lie in [0, 1)")
+        check_choice("estep.reward", self.reward, KINDS)
+        check_choice("estep.returns", self.returns, RETURNS)
+        check_choice("estep.baseline", self.baseline, BASELINES)
+        check(isinstance(self.normalize, bool), "estep.normalize", self.normalize, "must be true or false")
+        check(self.entropy_coef == 0 or self.method == "rl", "estep.entropy_coef", self.entropy_coef,
+              "shapes the RL E-step's reward: use it with estep.method=rl")
+
+    @classmethod
+    def of(cls, block: Mapping) -> EStepConfig:
+        """The config of an ``estep:`` block (any mapping); ConfigError on an unknown key or a bad value."""
+        known = [field.name for field in fields(cls)]
+        for key in block:
+            check(key in known, f"estep.{key}", block[key], f"not an E-step setting; known: {', '.join(known)}")
+        return cls(**{key: block[key] for key in block})
 
 
 @dataclass
@@ -44,11 +104,10 @@ class Models:
 
 
 def line_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[list[bool]], c: float,
-                 config: DictConfig, models: Models | None = None, group_size: int = 1) -> torch.Tensor:
-    """Tensor[R, T] of the line rewards r_t of each rollout (estep.reward, :mod:`ra3lab.ra3.reward`);
-    ``group_size``: consecutive rollouts of one snippet, whose common prefix pi scores once.
-
-    config: estep.{reward, kl_coef, entropy_coef, temperature}; log q(z_t) is what the sampler recorded."""
+                 config: EStepConfig, models: Models | None = None, group_size: int = 1) -> torch.Tensor:
+    """Tensor[R, T] of the line rewards r_t of each rollout (``config.reward``, :mod:`ra3lab.ra3.reward`, with
+    its kl_coef, entropy_coef and temperature); ``group_size``: consecutive rollouts of one snippet, whose common
+    prefix pi scores once. log q(z_t) is what the sampler recorded."""
     models = models or Models()
     kind = config.reward
     with torch.no_grad():
@@ -58,23 +117,21 @@ def line_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[
             scorer = pi if kind == "quiet_star" else models.ema
             plain = score_lines(scorer, codec, [Rollout(r.snippet) for r in rollouts], decisions).code
             extra["plain" if kind == "quiet_star" else "ema"] = plain
-        if kind == "latro" or config.get("entropy_coef", 0):
+        if kind == "latro" or config.entropy_coef:
             extra["latent"] = torch.tensor([[r.log_q.get(t, 0.0) for t in range(scores.code.shape[1])]
                                             for r in rollouts])
         if kind == "latro":
             extra["reference"] = score_lines(models.reference, codec, rollouts, decisions, config.temperature,
                                              view="q").latent
-    return line_rewards(scores.code, scores.think, scores.decision, c, kind, kl_coef=config.get("kl_coef", 0.0),
-                        entropy_coef=config.get("entropy_coef", 0.0), **extra)
+    return line_rewards(scores.code, scores.think, scores.decision, c, kind, kl_coef=config.kl_coef,
+                        entropy_coef=config.entropy_coef, **extra)
 
 
-def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, seed: int,
+def e_step(pi, codec: LineCodec, corpus: Corpus, config: EStepConfig, c: float, seed: int,
            log: Callable[[int, dict], None] | None = None):
-    """Train and return q (a copy of pi); ``log(step, metrics)`` after every step.
+    """Train and return q (a copy of pi) for ``config.steps`` steps; ``log(step, metrics)`` after every step.
 
-    config: estep.{steps, snippets_per_step, group_size, max_thought_tokens, temperature, lr, reward, baseline,
-    normalize} and optionally {kl_coef, entropy_coef, ema_decay, returns, lookahead}. q's reference (latro) is pi; the EMA
-    model (rlp) follows q with decay ``ema_decay``.
+    q's reference (latro) is pi; the EMA model (rlp) follows q with decay ``config.ema_decay``.
     """
     q = copy.deepcopy(pi)
     pi.eval()
@@ -82,12 +139,12 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, s
     optimizer = torch.optim.AdamW(q.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(seed)
     G = config.group_size
-    mode = config.get("returns", "total")
+    mode = config.returns
     for step in range(config.steps):
         batch = corpus.take(torch.randperm(len(corpus.snippets), generator=generator)[:config.snippets_per_step].tolist())
         groups = sample_thoughts(q, codec, batch.snippets, batch.decisions, repeats=G,
                                  max_thought_tokens=config.max_thought_tokens, temperature=config.temperature,
-                                 seed=seed * 100_003 + step, lookahead=config.get("lookahead", 0))
+                                 seed=seed * 100_003 + step, lookahead=config.lookahead)
         rollouts = [rollout for group in groups for rollout in group]
         decisions = [d for d in batch.decisions for _ in range(G)]
         rewards = line_returns(pi, codec, rollouts, decisions, c, config, models, group_size=G)  # (R, T)
@@ -111,7 +168,7 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: DictConfig, c: float, s
         if models.ema is not None:
             with torch.no_grad():
                 for average, current in zip(models.ema.parameters(), q.parameters()):
-                    average.lerp_(current, 1 - config.get("ema_decay", 0.9))
+                    average.lerp_(current, 1 - config.ema_decay)
         n_lines = sum(map(sum, decisions))
         truth = None if batch.truth is None else [t for t in batch.truth for _ in range(G)]
         metrics = {"reward": float(rewards.sum()) / n_lines, "loss": loss.item(),

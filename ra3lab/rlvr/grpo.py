@@ -3,10 +3,10 @@
 TRL does the GRPO: group-relative advantages ((r - group mean) / (group std + 1e-4)), the clipped objective (its
 default ``loss_type="dapo"``: averaged over all completion tokens of the step that enter the loss), the KL term,
 AdamW, checkpoints and resuming. The rollout is ours, handed to TRL as ``rollout_func``, because TRL's own
-transformers-generate path stops only at eos or ``max_completion_length``: here a prompt is encoded by the line
-convention (as :class:`~ra3lab.lm.HFGenerator` encodes it), completions are sampled from the softmax at
-``temperature`` (top-k, top-p and repetition penalty off, so TRL's tempered log-probabilities are those of the
-sampler) with a seed fixed by (seed, step), and each stops at the end of its function body or at its task's token
+transformers-generate path stops only at eos or ``max_completion_length``: it is evaluation's generator,
+:class:`~ra3lab.lm.HFGenerator`, sampling from the softmax at ``temperature`` (top-k, top-p and repetition penalty
+off, so TRL's tempered log-probabilities are those of the sampler) with a seed fixed by (seed, step); a prompt is
+encoded by the line convention, and each completion stops at the end of its function body or at its task's token
 budget: ``max_new_tokens``, or by default the budget evaluation derives from the task
 (:func:`ra3lab.evaluation.solve.budget`: the reference body plus room for a thought of ``eval.thought_tokens``
 before each line). A completion keeps the token that ended the body, the model's choice to stop, which the reward
@@ -41,17 +41,16 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import PrinterCallback, StoppingCriteriaList
+from transformers import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import pad
 
 from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, Limits, SandboxPool, evaluate
 from ra3lab.evaluation.solve import budget
 from ra3lab.evaluation.tasks import REQUIRED
-from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer
-from ra3lab.lm.generate import STOP, StopWhenCut, completion_of, cut, prompt_ids
+from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer
+from ra3lab.lm.generate import prompt_ids
 from ra3lab.rlvr.callbacks import StepMetrics
 from ra3lab.rlvr.reward import unit_test_reward
 from ra3lab.runs import atomic_write, json_safe
@@ -150,48 +149,23 @@ def held_out(model, tokenizer, tasks: list[dict], name: str, pool: SandboxPool, 
     return {f"eval/{key}/{name}": summary[key] for key in keys if summary[key] is not None}
 
 
-def through_body_end(codec: LineCodec, ids: list[int]) -> list[int]:
-    """One row's generated ids up to its first eos, or, where the function body ended, up to the first token whose
-    text lies past the end (the model's choice to stop there); the padding after either is dropped."""
-    if codec.eos_id in ids:
-        ids = ids[: ids.index(codec.eos_id) + 1]
-    text = codec.decode(ids)
-    kept = len(cut(text))
-    if kept == len(text):
-        return ids
-    end = len(ids)
-    while end > 1 and len(codec.decode(ids[: end - 1])) > kept:
-        end -= 1
-    return ids[:end]
-
-
-def line_rollout(codec: LineCodec, config: RLVRConfig, budgets: Mapping[str, int], metrics: StepMetrics
+def line_rollout(tokenizer, config: RLVRConfig, budgets: Mapping[str, int], metrics: StepMetrics
                  ) -> Callable[[list[str], GRPOTrainer], dict]:
     """TRL's ``rollout_func``: one completion per prompt row (TRL repeats each prompt ``group_size`` times) of at
-    most ``budgets[prompt]`` new tokens, timed and counted by ``metrics``. Returns ``{prompt_ids, completion_ids,
-    logprobs: None, env_mask}`` (TRL scores the tokens itself); ``env_mask[row]``: one 0/1 per completion token,
-    all 0 for a truncated completion (kept out of the loss, module docstring), all 1 otherwise."""
+    most ``budgets[prompt]`` new tokens, sampled by :class:`~ra3lab.lm.HFGenerator` and timed and counted by
+    ``metrics``. Returns ``{prompt_ids, completion_ids, logprobs: None, env_mask}`` (TRL scores the tokens
+    itself); ``completion_ids[row]``: :attr:`~ra3lab.lm.generate.Completion.ids`, through the token that ended
+    the body; ``env_mask[row]``: one 0/1 per completion token, all 0 for a truncated completion (kept out of the
+    loss, module docstring), all 1 otherwise."""
 
     def rollout(prompts: list[str], trainer: GRPOTrainer) -> dict:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        rows = prompt_ids(codec, prompts)
-        limits = [budgets[prompt] for prompt in prompts]
-        width = max(map(len, rows))
-        ids = pad([torch.tensor(row) for row in rows], padding_value=codec.pad_id, padding_side="left")
-        mask = pad([torch.ones(len(row), dtype=torch.long) for row in rows], padding_value=0, padding_side="left")
-        with metrics.generating(), torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(config.seed * 100_003 + trainer.state.global_step)
-            out = model.generate(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                max_new_tokens=max(limits), do_sample=True, temperature=config.temperature, top_k=0,
-                top_p=1.0, repetition_penalty=1.0, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id,
-                stopping_criteria=StoppingCriteriaList([StopWhenCut(codec, width, STOP, limits)]))
-        generated = [row[width:width + limit].tolist() for row, limit in zip(out.cpu(), limits)]
-        completions = [through_body_end(codec, ids) for ids in generated]
-        truncated = [completion_of(codec, ids, limit).truncated for ids, limit in zip(generated, limits)]
-        metrics.rolled_out([len(ids) for ids in completions], truncated)
-        return {"prompt_ids": rows, "completion_ids": completions, "logprobs": None,
-                "env_mask": [[0 if cut_off else 1] * len(ids) for ids, cut_off in zip(completions, truncated)]}
+        generator = HFGenerator(trainer.accelerator.unwrap_model(trainer.model), tokenizer)
+        with metrics.generating():
+            completions = generator.generate(prompts, [budgets[prompt] for prompt in prompts], "sample",
+                                             config.temperature, seed=config.seed * 100_003 + trainer.state.global_step)
+        metrics.rolled_out([len(c.ids) for c in completions], [c.truncated for c in completions])
+        return {"prompt_ids": prompt_ids(generator.codec, prompts), "completion_ids": [list(c.ids) for c in completions],
+                "logprobs": None, "env_mask": [[0 if c.truncated else 1] * len(c.ids) for c in completions]}
 
     return rollout
 
@@ -276,7 +250,7 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
         trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
                               args=grpo_args(config, output_dir, max(budgets.values())),
                               train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
-                              callbacks=[metrics], rollout_func=line_rollout(codec, config, budgets, metrics))
+                              callbacks=[metrics], rollout_func=line_rollout(tokenizer, config, budgets, metrics))
     trainer.remove_callback(PrinterCallback)    # rows go to ``log``, not to stdout
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)

@@ -8,7 +8,8 @@ rounds with no E-step: what the E-step adds; its first round's thoughts are the 
 intent comments per program as RA3 (first c) wrote, at random lines + NTP. Every arm is evaluated on
 held-out programs (code NLL with and without thinking, where its thoughts go) and held-out tasks
 (sampled pass@k and decision-greedy pass@1 in the sandbox, with the thought and truncation rates of
-generation). Models are saved under ``checkpoints/<arm>/`` for post-training.
+generation). Each arm's models are saved in its folder of the run (:class:`~ra3lab.ra3.arms.Arm`) for
+post-training.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from ra3lab.lm import LineCodec, train_tokenizer
 from ra3lab.log import say
 from ra3lab.plots.style import figure
 from ra3lab.ra3 import em
-from ra3lab.ra3.estep import Corpus
+from ra3lab.ra3.arms import BASE, INFUSE0, Arm
+from ra3lab.ra3.estep import Corpus, EStepConfig
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import boundary_scores, names_intent, names_next_lines
 from ra3lab.ra3.rollout import sample_thoughts
 from ra3lab.studies.midtraining import (
     arm_model,
-    arm_names,
+    arms_of,
     evaluate_arm,
     log_estep_curves,
     pretrained_base,
@@ -78,7 +80,8 @@ def random_comments(program: Program, chosen: set[int]) -> list[str]:
     return lines
 
 
-def hindsight(model, codec: LineCodec, held: Corpus, programs: list[Program], config: DictConfig) -> dict:
+def hindsight(model, codec: LineCodec, held: Corpus, programs: list[Program], config: DictConfig,
+              estep: EStepConfig) -> dict:
     """What q's thoughts on held-out code say, prior-style (k = 0) against posterior-style (k =
     ``eval.lookahead_probe``): the share naming the intent of the skill they precede and the share naming
     something the next k lines introduce (:mod:`ra3lab.ra3.metrics`); empty when the probe is 0."""
@@ -89,7 +92,7 @@ def hindsight(model, codec: LineCodec, held: Corpus, programs: list[Program], co
     out = {}
     for name, lookahead in (("prior", 0), ("posterior", k)):
         groups = sample_thoughts(model, codec, held.snippets, held.decisions, repeats=config.eval.elbo_samples,
-                                 max_thought_tokens=config.estep.max_thought_tokens, seed=int(config.seed),
+                                 max_thought_tokens=estep.max_thought_tokens, seed=int(config.seed),
                                  lookahead=lookahead)
         rollouts = [rollout for group in groups for rollout in group]
         out[f"{name}_names_intent"] = names_intent(rollouts, [i for i in intents for _ in range(config.eval.elbo_samples)])
@@ -114,39 +117,39 @@ def run(config: DictConfig, run) -> dict:
     tokenizer = train_tokenizer([line for p in pretrain + midtrain for line in p.lines()],
                                 vocab_size=config.tokenizer.vocab_size, cache_dir=runs_root() / ".cache" / "tokenizers")
     codec = LineCodec(tokenizer)
-    checkpoints = run.path / "checkpoints"
-    base = pretrained_base(config, tokenizer, codec, [p.lines() for p in pretrain], checkpoints / "base")
+    estep = EStepConfig.of(config.estep)
+    base = pretrained_base(config, tokenizer, codec, [p.lines() for p in pretrain], BASE.folder(run.path))
     train, held = corpus(midtrain), corpus(heldout)
     tasks = [program.task() for program in heldout]
-    arms = arm_names(config)
+    arms = arms_of(config)
     references = {"ntp": [p.lines(comments=False) for p in midtrain], "oracle": [p.oracle_lines() for p in midtrain]}
 
     def placements() -> list[set[int]]:
-        return matched_placements(midtrain, [len(lines) for lines in ra3_placements(config, checkpoints)], seed)
+        return matched_placements(midtrain, [len(lines) for lines in ra3_placements(config, run.path)], seed)
 
     with SandboxPool(workers=config.eval.workers) as pool:
-        def one_arm(index: int, arm: str) -> dict:
+        def one_arm(index: int, arm: Arm) -> dict:
             say("codeworld_ra3", f"arm {arm} ({index + 1}/{len(arms)})")
-            if arm == "random":
+            if arm.name == "random":
                 references["random"] = [random_comments(p, chosen) for p, chosen in zip(midtrain, placements())]
-            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
-            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
+            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, estep, run.path)
+            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, estep.max_thought_tokens,
                                       seed=seed))
-            result.update(evaluate_arm(model, tokenizer, tasks, pool, config))
-            result.update(hindsight(model, codec, held, heldout, config))
+            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, estep))
+            result.update(hindsight(model, codec, held, heldout, config, estep))
             say("codeworld_ra3", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, "
                                  f"pass@1 {result['pass@1']:.2f}, thought rate in generation "
                                  f"{result['thought_rate']:.2f}, truncated {result['truncation_rate']:.2f}")
-            return {"arm": arm, **result}
+            return {"arm": arm.name, **result}
 
         rows = run.map(one_arm, arms, "CodeWorld arms", "eval")
-    log_estep_curves(run, arms, checkpoints)
+    log_estep_curves(run, arms)
     by_arm = {row["arm"]: row for row in rows}
     random_placement = (boundary_scores([{HEADER + i for i in chosen} for chosen in placements()], train.truth)
-                        if "random" in arms else None)
+                        if "random" in by_arm else None)
     figures = draw(run, by_arm, list(config.cs), random_placement)
     boundary_rate = sum(map(len, train.truth)) / sum(map(sum, train.decisions))
-    base_placement = em.last_round(checkpoints / "infuse0")[1][0]["infused"] if "infuse0" in arms else None
+    base_placement = em.last_round(INFUSE0.folder(run.path))[1][0]["infused"] if INFUSE0 in arms else None
     return {"arms": by_arm, "random_placement": random_placement, "base_placement": base_placement,
             "boundary_rate": boundary_rate,
             "predictions": predictions(by_arm, list(config.cs), random_placement),
@@ -166,7 +169,7 @@ def warnings(by_arm: dict, config: DictConfig) -> list[str]:
 
 def predictions(by_arm: dict, cs: list[float], random_placement: dict | None) -> dict:
     """What the paper predicts, checked against this run, per c (None where the arm compared with is missing)."""
-    ra3 = {f"c={c:g}": by_arm[f"ra3_c{c:g}"] for c in cs}
+    ra3 = {f"c={c:g}": by_arm[Arm.ra3(c).name] for c in cs}
     rates = [row["infused_rate"] for row in ra3.values()]
     ntp, infuse0 = by_arm.get("ntp"), by_arm.get("infuse0")
 
@@ -200,7 +203,7 @@ def draw(run, by_arm: dict, cs: list[float], random_placement: dict | None):
     passes.set(xticks=x, ylabel="pass@1 (held-out tasks)", title="tasks solved")
     passes.legend(fontsize=7)
     passes.set_xticklabels(names, rotation=45, ha="right")
-    ra3 = [by_arm[f"ra3_c{c:g}"] for c in cs]
+    ra3 = [by_arm[Arm.ra3(c).name] for c in cs]
     thoughts.plot(cs, [row["infused_rate"] for row in ra3], "o-", label="thought rate (per line)")
     thoughts.plot(cs, [row["infused_boundary_f1"] for row in ra3], "s-", label="boundary F1")
     if random_placement is not None:

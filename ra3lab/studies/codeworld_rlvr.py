@@ -29,9 +29,11 @@ from ra3lab.log import say
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.tables import convergence_table, run_scores, to_markdown
+from ra3lab.ra3.arms import Arm
 from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
 from ra3lab.stats import probability_of_improvement_ci
+from ra3lab.studies.midtraining import arms_of
 
 METRIC = "eval/pass@1/heldout"
 # curves.csv columns next to ``value`` (held-out pass@1), each from the same evaluation
@@ -64,7 +66,7 @@ def validate(config: DictConfig) -> None:
     check(len(config.seeds) >= 1, "seeds", list(config.seeds), "give at least one seed")
     midtraining = midtraining_config(config)
     prepare(config.midtraining.experiment, midtraining)
-    arms = {"base", *midtraining.references, *(f"ra3_c{c:g}" for c in midtraining.cs)}
+    arms = {arm.name for arm in arms_of(midtraining)}
     for init in config.inits:
         check(init in arms, "inits", init, f"arms of {config.midtraining.experiment}: {', '.join(sorted(arms))}")
     rlvr_config(config, 0)                      # RLVRConfig validates its fields
@@ -86,9 +88,7 @@ def checkpoints(config: DictConfig) -> dict:
     if not run.done:
         say("codeworld_rlvr", f"mid-training checkpoints missing: running {config.midtraining.experiment} first")
         execute(config.midtraining.experiment, midtraining)
-    folder = run.path / "checkpoints"
-    last_round = f"round_{midtraining.midtrain.rounds - 1}"
-    return {init: folder / init / last_round if init.startswith("ra3_") else folder / init for init in config.inits}
+    return {init: Arm.parse(init, "inits").model_dir(run.path, midtraining.midtrain.rounds) for init in config.inits}
 
 
 def run(config: DictConfig, run) -> dict:
@@ -127,8 +127,8 @@ def run(config: DictConfig, run) -> dict:
     summary_table = convergence_table(table, config.threshold, reps=config.reps, rng=seed)
     (run.path / "convergence.md").write_text(to_markdown(summary_table))
     poi = None
-    if {"ntp"} <= set(config.inits) and any(init.startswith("ra3_") for init in config.inits):
-        ra3 = next(init for init in config.inits if init.startswith("ra3_"))
+    ra3 = next((init for init in config.inits if Arm.parse(init, "inits").kind == "ra3"), None)
+    if "ntp" in config.inits and ra3 is not None:
         point, low, high = probability_of_improvement_ci(*run_scores(table, ra3, "ntp"), reps=config.reps, rng=seed)
         poi = {"x": ra3, "y": "ntp", "point": point, "low": low, "high": high}
     fig = convergence_figure(table, "held-out pass@1", threshold=config.threshold, rng=seed)

@@ -21,11 +21,12 @@ from ra3lab.evaluation import SandboxPool, named_tasks
 from ra3lab.execute import runs_root
 from ra3lab.lm import LineCodec, check_compatible, load_model, load_tokenizer, train_tokenizer
 from ra3lab.log import say
-from ra3lab.ra3.estep import Corpus
+from ra3lab.ra3.arms import BASE, Arm
+from ra3lab.ra3.estep import Corpus, EStepConfig
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.studies.midtraining import (
     arm_model,
-    arm_names,
+    arms_of,
     evaluate_arm,
     log_estep_curves,
     pretrained_base,
@@ -90,26 +91,26 @@ def base_of(config: DictConfig, programs: list[list[str]], folder: Path):
 def run(config: DictConfig, run) -> dict:
     transformers.utils.logging.disable_progress_bar()
     programs, train, held = split_corpus(config)
-    checkpoints = run.path / "checkpoints"
-    base, tokenizer = base_of(config, programs, checkpoints / "base")
+    estep = EStepConfig.of(config.estep)
+    base, tokenizer = base_of(config, programs, BASE.folder(run.path))
     codec = LineCodec(tokenizer, base.config.vocab_size)
     tasks = tasks_of(config)
     references = {"ntp": train.snippets}
-    arms = arm_names(config)
+    arms = arms_of(config)
 
     with SandboxPool(workers=config.eval.workers) as pool:
-        def one_arm(index: int, arm: str) -> dict:
+        def one_arm(index: int, arm: Arm) -> dict:
             say("ra3_corpus", f"arm {arm} ({index + 1}/{len(arms)})")
-            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, checkpoints)
-            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, config.estep.max_thought_tokens,
+            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, estep, run.path)
+            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, estep.max_thought_tokens,
                                       seed=int(config.seed)))
             name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
-            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, suffix=f"/{name}"))
+            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, estep, suffix=f"/{name}"))
             say("ra3_corpus", f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
                                                           if isinstance(value, float)))
-            return {"arm": arm, **result}
+            return {"arm": arm.name, **result}
 
         rows = run.map(one_arm, arms, "arms", "eval")
-    log_estep_curves(run, arms, checkpoints)
+    log_estep_curves(run, arms)
     return {"arms": {row["arm"]: row for row in rows}, "tasks": len(tasks),
             "corpus": {"train_snippets": len(train.snippets), "heldout_snippets": len(held.snippets)}}
