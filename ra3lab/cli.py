@@ -1,6 +1,6 @@
 """The ``ra3lab`` command.
 
-    ra3lab run <experiment> [key=value ...] [--quick] [--force] [--json]
+    ra3lab run <experiment> [key=value ...] [--quick] [--force] [--dry-run] [--json]
     ra3lab theory check [--quick] [--json]
     ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME] [--workers N]
                  [--dry-run] [--failed] [--timeout S] [--json]
@@ -13,8 +13,10 @@
     ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN [--out DIR]
     ra3lab list
 
-With ``--json`` the last line of stdout is exactly one JSON object: the command's summary.
-Progress and messages go to stderr. Without it, ``sweep`` and ``status`` print a table.
+With ``--json`` (anywhere on the line) the last line of stdout is exactly one JSON object: the
+command's summary, or the error ({"error", "field"} for bad input, exit status 2; {"error", "run",
+"step", "cause"} for a run that failed, exit status 1). Progress and messages go to stderr. Without
+it, ``sweep`` and ``status`` print a table.
 """
 
 from __future__ import annotations
@@ -22,19 +24,48 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
+import traceback
 
 import yaml
 
-from ra3lab.config import compose_experiment
-from ra3lab.errors import ConfigError
-from ra3lab.runs import json_safe
+from ra3lab.errors import ConfigError, RunError
+
+
+class UsageError(ConfigError):
+    """A command line that argparse refuses. ``field`` is the argument its message names ("arguments"
+    when none), ``usage`` the usage line of the (sub)command; ``str()`` is argparse's message."""
+
+    def __init__(self, prog: str, message: str, usage: str):
+        named = re.match(r"argument -*([\w-]+):|the following arguments are required: ([\w-]+)", message)
+        super().__init__(next(name for name in named.groups() if name) if named else "arguments", None,
+                         f"{prog}: {message}")
+        self.prog, self.message, self.usage = prog, message, usage
+
+    def __str__(self) -> str:
+        return self.valid
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and so each subcommand's) that raises UsageError instead of exiting, so that
+    :func:`main` answers every error alike (one JSON object with ``--json``)."""
+
+    def error(self, message: str):
+        raise UsageError(self.prog, message, self.format_usage())
 
 
 def cmd_run(args) -> dict:
-    from ra3lab.execute import execute
+    from ra3lab.config import compose_experiment
 
     config = compose_experiment(args.experiment, args.overrides, quick=args.quick)
+    if args.dry_run:
+        from ra3lab.execute import prepare
+
+        run = prepare(args.experiment, config)
+        return {"experiment": args.experiment, "dry_run": True, "run_dir": str(run.path), "done": run.done}
+    from ra3lab.execute import execute
+
     return execute(args.experiment, config, force=args.force)
 
 
@@ -181,20 +212,25 @@ def render_list(summary: dict) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ra3lab", description="Study how mid-training shapes RL (RA3).")
+    top = Parser(prog="ra3lab", description="Study how mid-training shapes RL (RA3).")
+    json_help = "print the summary, or the error, as one JSON object on the last line of stdout"
+    top.add_argument("--json", action="store_true", help=json_help)
     sub = top.add_subparsers(dest="command", required=True)
 
     def add(name, handler, help, render=None):
         command = sub.add_parser(name, help=help)
-        command.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=json_help)
         command.set_defaults(handler=handler, render=render)
         return command
 
     run = add("run", cmd_run, "run one experiment (a YAML in experiments/) with Hydra overrides")
     run.add_argument("experiment", help="name of a file in experiments/ (see `ra3lab list`)")
-    run.add_argument("overrides", nargs="*", help="Hydra overrides: key=value, env=<name>, +new_key=value")
+    run.add_argument("overrides", nargs="*", default=[],
+                     help="Hydra overrides: key=value, env=<name>, +new_key=value")
     run.add_argument("--quick", action="store_true", help="apply the experiment's `quick:` overrides (small scale)")
     run.add_argument("--force", action="store_true", help="recompute even if the run's summary exists")
+    run.add_argument("--dry-run", action="store_true", help="compose and validate the config, print the run "
+                     "directory and whether it is done; run nothing")
 
     theory = add("theory", cmd_theory_check, "check RA3's theory against exact computation (T1-T3)")
     theory.add_argument("action", choices=["check"])
@@ -203,12 +239,14 @@ def parser() -> argparse.ArgumentParser:
 
     bench = add("bench", cmd_bench, "run a benchmark against a named peer, in the same process")
     bench.add_argument("name", help="which benchmark: mdp (value iteration), sweep (SLURM launching), estep (a whole E-step step: prefix-sharing scoring vs one forward per rollout), reward (sandboxed unit tests)")
-    bench.add_argument("params", nargs="*", help="benchmark parameters as key=value, e.g. n_mdps=200")
+    bench.add_argument("params", nargs="*", default=[],
+                       help="benchmark parameters as key=value, e.g. n_mdps=200")
 
     sweep = add("sweep", cmd_sweep, "launch a grid over an experiment (a YAML in sweeps/), locally or on SLURM",
                 render_sweep)
     sweep.add_argument("sweep", help="name of a file in sweeps/ (see `ra3lab list`)")
-    sweep.add_argument("overrides", nargs="*", help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
+    sweep.add_argument("overrides", nargs="*", default=[],
+                       help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
     sweep.add_argument("--launcher", default="local", help="local (a process pool) or slurm (one array job)")
     sweep.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only; default $RA3LAB_SLURM_PROFILE)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
@@ -235,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     plot = add("plot", cmd_plot, "draw the appendix's figures and tables from stored runs")
     plot.add_argument("kind", choices=["convergence", "theory", "heatmap"])
     plot.add_argument("source", nargs="?", help="convergence: a codeworld_rlvr run dir or curves.csv; heatmap: a sweep")
-    plot.add_argument("params", nargs="*", help="key=value: threshold=0.5 (convergence); x=, y=, value= (heatmap)")
+    plot.add_argument("params", nargs="*", default=[],
+                      help="key=value: threshold=0.5 (convergence); x=, y=, value= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")
 
     add("list", cmd_list, "list experiments, environments, sweeps and search spaces, each with its description",
@@ -243,23 +282,52 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's arguments; overrides and params may come after options (`run t3 --quick seed=1`)."""
     top = parser()
-    args, extra = top.parse_known_args(argv)   # overrides may come after options: `run t3 --quick seed=1`
+    args, extra = top.parse_known_args(argv)
     takes = next((name for name in ("overrides", "params") if hasattr(args, name)), None)
     if extra and (takes is None or any(arg.startswith("-") for arg in extra)):
         top.error(f"unrecognized arguments: {' '.join(extra)}")
     if takes:
         setattr(args, takes, [*getattr(args, takes), *extra])
+    return args
+
+
+def report(error: Exception, as_json: bool, code: int, said: str | None = None, **fields) -> int:
+    """Say ``error`` on stderr (as ``said``, else ``ra3lab: error: <error>``) and, with ``as_json``, as one
+    JSON object {"error", **fields} on stdout; returns the exit status ``code``."""
+    print(said or f"ra3lab: error: {error}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": str(error), **fields}))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; returns the exit status: 0, 1 when a run failed (or a sweep's runs
+    did), 2 for bad input (argparse's errors included), told before any work."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in argv     # anywhere, and also when the line does not parse
     try:
+        args = parse(argv)
         summary = args.handler(args)
+    except UsageError as error:
+        return report(error, as_json, 2, f"{error.usage}{error.prog}: error: {error.message}", field=error.field,
+                      usage=error.usage.strip())
     except ConfigError as error:
-        print(f"ra3lab: error: {error}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"error": str(error), "field": error.field}))
-        return 2
+        return report(error, as_json, 2, field=error.field)
+    except RunError as error:
+        return report(error, as_json, 1, f"ra3lab: error: {error} (traceback: {error.run}/status.json)",
+                      run=error.run, step=error.step, cause=error.cause)
+    except Exception as error:
+        if not as_json:
+            raise
+        traceback.print_exc()
+        return report(error, as_json, 1, type=type(error).__name__)
+    from ra3lab.runs import json_safe
+
     summary = json_safe(summary)
-    if args.json:
+    if as_json:
         print(json.dumps(summary, default=float))
     elif args.render is not None:
         args.render(summary)

@@ -8,11 +8,10 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from ra3lab.config import project_root
-from ra3lab.errors import ConfigError
+from ra3lab.errors import ConfigError, RunError
 from ra3lab.log import say
 from ra3lab.runs import Run, git_state, run_id
 
@@ -49,8 +48,12 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
     """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary.
 
     An unfinished run resumes from its checkpoint; a run that raises is marked failed (status.json)
-    and the error propagates. ``reporter(step, metrics)`` is called after every logged metric line.
+    and the error propagates; a ConfigError raised once the run started is a :class:`RunError` naming
+    the run (the input was valid: the study met a case it cannot handle). ``reporter(step, metrics)``
+    is called after every logged metric line.
     """
+    import torch
+
     run = prepare(name, config)
     if run.done and not force:
         warn_if_stale(run)
@@ -68,5 +71,7 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
         summary = study_module(config).run(config, run)
     except BaseException as error:
         run.fail(error)
+        if isinstance(error, ConfigError):
+            raise RunError.of(run.path, "the study, outside run.map", error) from error
         raise
     return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}

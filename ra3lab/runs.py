@@ -33,6 +33,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ra3lab.errors import RunError
 from ra3lab.log import progress
 
 PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "gymnasium", "hydra-core", "omegaconf", "matplotlib")
@@ -47,6 +48,12 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _short(item: object, limit: int = 120) -> str:
+    """``repr(item)``, cut to ``limit`` characters."""
+    text = repr(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -163,13 +170,17 @@ class Run:
         Each result (a flat JSON-able dict) is logged as ``<prefix>/<key>`` at its step and
         checkpointed, so a run stopped mid-way (killed, preempted, timed out) restarts after the
         last finished item. ``function`` must depend only on (step, item) and the config. Progress goes to
-        stderr as ``ra3lab <experiment>: <name> ...``.
+        stderr as ``ra3lab <experiment>: <name> ...``. An item that raises is a
+        :class:`~ra3lab.errors.RunError` naming the run, ``name``, the step and the item.
         """
         results = self._checkpoint["maps"].setdefault(name, [])
         for step, item in progress(list(enumerate(items)), self.path.parent.name, name):
             if step < len(results):
                 continue
-            result = function(step, item)
+            try:
+                result = function(step, item)
+            except Exception as error:   # not KeyboardInterrupt or SystemExit: a preempted job exits through it
+                raise RunError.of(self.path, f"{name!r} item {step} ({_short(item)})", error) from error
             self.log(step, **{f"{prefix}/{key}": value for key, value in result.items()})
             results.append(result)
             atomic_write(self.path / "checkpoint.json", json.dumps(self._checkpoint))   # inf/nan as JSON's Infinity/NaN
