@@ -54,6 +54,8 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
     """
     import torch
 
+    from ra3lab.ra3.arms import CHECKPOINTS
+
     run = prepare(name, config)
     if run.done and not force:
         warn_if_stale(run)
@@ -61,7 +63,7 @@ def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -
     if force:
         for stale in ("summary.json", "checkpoint.json"):
             (run.path / stale).unlink(missing_ok=True)
-        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)     # models saved by studies that train them
+        shutil.rmtree(run.path / CHECKPOINTS, ignore_errors=True)       # models saved by studies that train them
     run.reporter = reporter
     torch.manual_seed(int(config.seed))
     if config.get("threads"):
