@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all bench clean slurm-up slurm-down
+.PHONY: setup demo test test-slow test-all lint bench clean slurm-up slurm-down
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m slow
+
+# ruff (line length enforced) and a type check of the package with mypy (settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check ra3lab tests
+	$(BIN)/mypy
 
 test-all: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
