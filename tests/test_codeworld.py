@@ -118,7 +118,8 @@ def test_boundaries_and_line_skill_follow_the_skills(programs):
         assert all(line.startswith("    ") and (len(line) - len(line.lstrip())) % 4 == 0 for line in p.body)
         assert p.header == ["def f(xs, k):", f'    """{p.spec}"""']
         steps = ", then ".join(p.phrases)
-        assert p.spec == steps[0].upper() + steps[1:] + (". Return the list." if ends_on_list else ". Return the result.")
+        ending = ". Return the list." if ends_on_list else ". Return the result."
+        assert p.spec == steps[0].upper() + steps[1:] + ending
     assert any(line.startswith("        ") for p in programs for line in p.body)
 
 

@@ -105,7 +105,8 @@ def test_bad_corpora_are_config_errors_naming_the_field(tmp_path, name, content,
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"max_files": 0}, "corpus.max_files"), ({"min_lines": -1}, "corpus.min_lines"), ({"max_lines": 0}, "corpus.max_lines"),
+    ({"max_files": 0}, "corpus.max_files"), ({"min_lines": -1}, "corpus.min_lines"),
+    ({"max_lines": 0}, "corpus.max_lines"),
 ])
 def test_bad_limits_are_config_errors(tmp_path, kwargs, field):
     with pytest.raises(ConfigError) as error:

@@ -23,7 +23,8 @@ def test_each_option_in_the_annuity_collects_one_minus_gamma_bar_and_the_annuity
     torch.testing.assert_close(smdp.rewards[0, :, last], torch.full((2,), 1 - 0.9**tau, dtype=torch.float64))
     torch.testing.assert_close(smdp.transitions[0, :, last, last], torch.full((2,), 0.9**tau, dtype=torch.float64))
     values = optimal_values(smdp)[0]
-    assert values[last].item() == pytest.approx(1.0) and values[0].item() == pytest.approx(0.0, abs=1e-12)  # exit: the end
+    assert values[last].item() == pytest.approx(1.0)
+    assert values[0].item() == pytest.approx(0.0, abs=1e-12)  # exit: the end
 
 
 @pytest.mark.parametrize("gamma, choice, value", [

@@ -133,7 +133,8 @@ def test_bad_input_names_the_field(build, field):
 
 
 def test_n_goal_corridors_message_names_the_range():
-    with pytest.raises(ConfigError, match=r"n_goal_corridors = 5 is invalid: must lie in \[1, n_corridors\] = \[1, 4\]"):
+    with pytest.raises(ConfigError,
+                       match=r"n_goal_corridors = 5 is invalid: must lie in \[1, n_corridors\] = \[1, 4\]"):
         star(n_corridors=4, n_goal_corridors=5)
 
 

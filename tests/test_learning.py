@@ -35,7 +35,8 @@ def repeat_options(taus: list[int]) -> Options:
     """"left tau times" and "right tau times" for each tau, in that order."""
     sequences = [[action] * tau for tau in taus for action in (LEFT, RIGHT)]
     lengths = [[0.0] * (len(seq) - 1) + [1.0] for seq in sequences]
-    return Options.from_sequences(sequences, lengths, [f"{'LR'[a]}x{len(s)}" for s, a in zip(sequences, [0, 1] * len(taus))])
+    names = [f"{'LR'[a]}x{len(s)}" for s, a in zip(sequences, [0, 1] * len(taus))]
+    return Options.from_sequences(sequences, lengths, names)
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,8 @@ def test_greedy_overshoots_when_decisions_substitute_for_each_other():
 def test_z_eps_of_star_mazes_are_their_goal_corridors(n_corridors, n_goals, n_distractors):
     family = star(n_tasks=6, n_corridors=n_corridors, n_goal_corridors=n_goals, n_distractors=n_distractors)
     result = z_eps(family.abstract, 0.02, exact_max_options=0)
-    assert result.necessary and result.exact and result.mask.nonzero().squeeze(1).tolist() == family.meta["needed_options"]
+    assert result.necessary and result.exact
+    assert result.mask.nonzero().squeeze(1).tolist() == family.meta["needed_options"]
 
 
 def test_near_optimal_by_containment_agrees_with_value_iteration():
@@ -222,7 +223,8 @@ def test_per_distractor_noise_reveals_each_distractor_with_its_rate():
     larger, target, distractors = planted_star(8)
     more = sample_expert_data(larger.abstract, 4000, 0.5, generator(0), larger.meta["terminal"],
                               **(noise | {"distractors": distractors}))
-    per_sample = [float(d.counts[:, ~t.mask].sum(1).double().mean()) for d, t in ((data, planted_star()[1]), (more, target))]
+    per_sample = [float(d.counts[:, ~t.mask].sum(1).double().mean())
+                  for d, t in ((data, planted_star()[1]), (more, target))]
     assert per_sample == pytest.approx([4 * 0.2, 10 * 0.2], rel=0.05)  # more distractors, more noise per sample
 
 
@@ -371,7 +373,8 @@ def test_first_sustained_needs_success_to_last():
 ])
 def test_pruning_curves_reject_bad_inputs(dense, kwargs, field):
     arguments = {"prefixes": torch.zeros(2, 2, 6, dtype=torch.long), "sample_sizes": [1, 2], "rule": "observed",
-                 "eps": 0.1, "delta": 0.1, "target": z_eps(dense, 0.1), "suboptimal": torch.zeros(6, dtype=torch.bool)} | kwargs
+                 "eps": 0.1, "delta": 0.1, "target": z_eps(dense, 0.1),
+                 "suboptimal": torch.zeros(6, dtype=torch.bool)} | kwargs
     with pytest.raises(ConfigError, match=f"^{field} = "):
         pruning_curves(dense, **arguments)
 

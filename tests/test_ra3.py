@@ -98,7 +98,8 @@ def test_line_scores_match_token_logprobs(world):
         if thought is not None:
             start, stop = thought
             sampled = len(rollout.thought_ids[t])
-            assert scores.think[0, t] and abs(float(scores.thought[0, t]) - float(per_token[start - 1:stop - 1].sum())) < 1e-4
+            assert scores.think[0, t]
+            assert abs(float(scores.thought[0, t]) - float(per_token[start - 1:stop - 1].sum())) < 1e-4
             assert abs(float(scores.latent[0, t]) - float(per_token[start - 1:start - 1 + sampled].sum())) < 1e-4
             tempered = (logits[start - 1:start - 1 + sampled] / 2.0).log_softmax(-1)
             expected = tempered.gather(1, torch.tensor(ids[start:start + sampled])[:, None]).sum()
@@ -127,7 +128,8 @@ def test_rewards_and_advantages():
 
 
 def test_boundary_scores():
-    assert boundary_scores([{2, 5}], [{2, 6}]) == {"boundary_precision": 0.5, "boundary_recall": 0.5, "boundary_f1": 0.5}
+    assert boundary_scores([{2, 5}], [{2, 6}]) == {"boundary_precision": 0.5, "boundary_recall": 0.5,
+                                                   "boundary_f1": 0.5}
     assert boundary_scores([set()], [{1}])["boundary_f1"] == 0.0
 
 
@@ -135,8 +137,8 @@ def test_boundary_scores():
     ({"group_size": 1}, "estep.group_size"), ({"max_thought_tokens": 0}, "estep.max_thought_tokens"),
     ({"steps": 2.5}, "estep.steps"), ({"lookahead": -1}, "estep.lookahead"), ({"temperature": 0}, "estep.temperature"),
     ({"lr": float("nan")}, "estep.lr"), ({"ema_decay": 1.0}, "estep.ema_decay"), ({"kl_coef": -1}, "estep.kl_coef"),
-    ({"method": "beam"}, "estep.method"), ({"reward": "bleu"}, "estep.reward"), ({"normalize": "yes"}, "estep.normalize"),
-    ({"entropy_coef": 0.1, "method": "resample"}, "estep.entropy_coef")])
+    ({"method": "beam"}, "estep.method"), ({"reward": "bleu"}, "estep.reward"),
+    ({"normalize": "yes"}, "estep.normalize"), ({"entropy_coef": 0.1, "method": "resample"}, "estep.entropy_coef")])
 def test_a_bad_estep_setting_is_refused_by_its_field(settings, field):
     with pytest.raises(ConfigError) as error:
         EStepConfig(**settings)
@@ -312,7 +314,8 @@ def test_what_thoughts_mention_is_measured_against_the_lines_they_precede():
     vague = Rollout(snippet, {2: "    # now the work", 3: "    # ys again"})        # ys is no longer new at line 3
     assert names_next_lines([copies], window=1) == 1.0 and names_next_lines([vague], window=1) == 0.0
     intents = [{2: "replace every number by its square", 3: "sort the list"}]
-    assert names_intent([Rollout(snippet, {2: "    # replace every number by its", 3: "    # sort it"})], intents) == 0.5
+    rollout = Rollout(snippet, {2: "    # replace every number by its", 3: "    # sort it"})
+    assert names_intent([rollout], intents) == 0.5
     assert names_next_lines([Rollout(snippet)], window=1) == 0.0
 
 

@@ -131,8 +131,8 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
         order = list(sides) if k % 2 == 0 else list(sides)[::-1]     # alternate, so load changes hit both
         out = {}
         for side in order:
-            split, out[side] = _step(sides[side], pi, codec, batch, G, options, seed * 100_003 + k)
-            seconds[side][k] = torch.tensor(split)
+            phase_seconds, out[side] = _step(sides[side], pi, codec, batch, G, options, seed * 100_003 + k)
+            seconds[side][k] = torch.tensor(phase_seconds)
         ours, peer = out["ours"], out["peer"]
         identical &= [(r.thoughts, r.thought_ids) for r in ours["rollouts"]] == \
                      [(r.thoughts, r.thought_ids) for r in peer["rollouts"]]
@@ -172,8 +172,8 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
                   "peer = score_lines on each rollout alone, one full forward per rollout. Times: mean per step "
                   "over the timed steps, each side from a fresh q = pi on the same snippets and seed. "
                   "tokens_scored counts the ids both score (pi's and q's view); shared_prefix_fraction: the share "
-                  "of them ours computes once per group instead of once per rollout; trie_shared_fraction: the share a scorer "
-                  "sharing every common prefix of a group's rollouts (a trie) would save, the most any prefix "
+                  "of them ours computes once per group instead of once per rollout; trie_shared_fraction: the share "
+                  "a scorer sharing every common prefix of a group's rollouts (a trie) would save, the most any prefix "
                   "sharing can. amdahl_bound = the peer's "
                   "seconds / its rollout seconds, the speedup if scoring and update took no time (the rollout is "
                   "the same code in both). max_abs_loglik_diff: over pi's code and q's latent scores, every "

@@ -8,6 +8,7 @@ thought should go; the corpus shows an intent comment before a seeded fraction o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -78,7 +79,7 @@ class Program:
         return self._function(list(xs), k)
 
     @cached_property
-    def _function(self):
+    def _function(self) -> Callable[[list[int], int], int | list[int]]:
         namespace: dict = {}
         exec(compile(self.source(comments=False), self.task_id, "exec"), namespace)  # noqa: S102 - generated here
         return namespace[self.name]

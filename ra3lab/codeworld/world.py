@@ -34,6 +34,7 @@ def _range(field: str, value: object, low: int) -> tuple[int, int]:
 def _fraction(field: str, value: object, valid: str, upper_open: bool = False) -> float:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
     check(ok and not (upper_open and value == 1), field, value, valid)
+    assert isinstance(value, int | float)  # checked above
     return float(value)
 
 

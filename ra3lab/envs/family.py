@@ -27,7 +27,9 @@ class OptionFamily:
     def decisions(self, granularity: str = "abstract") -> Options:
         """The decision set at a granularity: primitive actions (tau = 1) or the options Z."""
         check_choice("granularity", granularity, GRANULARITIES)
-        return Options.primitive(self.mdps.n_actions, self.meta.get("action_names")) if granularity == "primitive" else self.options
+        if granularity == "primitive":
+            return Options.primitive(self.mdps.n_actions, self.meta.get("action_names"))
+        return self.options
 
     @cached_property
     def abstract(self) -> SMDP:

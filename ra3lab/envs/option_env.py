@@ -7,7 +7,7 @@ models of :func:`ra3lab.mdp.smdp.option_models` (tests check this).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,8 @@ class OptionMDPEnv(gym.Env):
     the first state (else the task's start state).
     """
 
-    metadata: ClassVar[dict] = {"render_modes": ["ansi"], "render_fps": 4}
+    observation_space: gym.spaces.Discrete
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 - as gym.Env declares it
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class OptionMDPEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         check(set(options) <= {"task", "state"}, "options", options, "allowed keys: task, state")
-        n_tasks, n_states = len(self.start), self.observation_space.n
+        n_tasks, n_states = len(self.start), int(self.observation_space.n)
         self.task = int(options["task"]) if "task" in options else int(self.np_random.integers(n_tasks))
         check(0 <= self.task < n_tasks, "options.task", self.task, f"must lie in [0, {n_tasks - 1}]")
         self.state = int(options.get("state", self.start[self.task]))

@@ -43,7 +43,8 @@ def random_dense(
     check(concentration > 0, "concentration", concentration, "must be > 0")
     generator = torch.Generator().manual_seed(seed)
     alpha = torch.full((n_states,), float(concentration), dtype=DTYPE)
-    gammas = torch._standard_gamma(alpha.expand(n_tasks, n_actions, n_states, n_states).contiguous(), generator=generator)
+    gammas = torch._standard_gamma(alpha.expand(n_tasks, n_actions, n_states, n_states).contiguous(),
+                                   generator=generator)
     transitions = gammas / gammas.sum(-1, keepdim=True)
     rewards = torch.rand(n_tasks, n_actions, n_states, dtype=DTYPE, generator=generator)
     mdps = MDPBatch(transitions, rewards, torch.zeros(n_tasks, dtype=torch.long), gamma)

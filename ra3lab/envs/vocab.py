@@ -89,7 +89,8 @@ def vocab(
     check(program_length >= 1, "program_length", program_length, "need at least 1 skill per task")
     check(n_actions >= n_skills * skill_length, "n_actions", n_actions,
           f"must be >= n_skills * skill_length = {n_skills * skill_length} (every skill has its own tokens)")
-    check(0 <= n_skill_options <= n_skills, "n_skill_options", n_skill_options, f"must lie in [0, n_skills] = [0, {n_skills}]")
+    check(0 <= n_skill_options <= n_skills, "n_skill_options", n_skill_options,
+          f"must lie in [0, n_skills] = [0, {n_skills}]")
     check(n_distractors >= 0, "n_distractors", n_distractors, "must be >= 0")
     check(n_skill_options + n_distractors >= 1, "n_distractors", n_distractors,
           "need at least one option: raise n_distractors or n_skill_options")
@@ -111,7 +112,8 @@ def vocab(
     rewards = transitions[:, :, :, S - 2].masked_fill(terminal.unsqueeze(1), 0.0)
     mdps = MDPBatch(transitions, rewards, torch.zeros(n_tasks, dtype=torch.long), gamma)
     options = vocab_options(tokens, n_skill_options, n_distractors, n_actions, generator)
-    meta = {"terminal": terminal, "goal": goal, "programs": programs, "tokens": tokens, "harmful_tokens": harmful_tokens,
+    meta = {"terminal": terminal, "goal": goal, "programs": programs, "tokens": tokens,
+            "harmful_tokens": harmful_tokens,
             "needed_options": sorted(set(programs.flatten().tolist()) & set(range(n_skill_options))),
             "action_names": tuple(f"t{a}" for a in range(n_actions))}
     return OptionFamily("vocab", mdps, options, meta)

@@ -17,7 +17,7 @@ import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Self
+from typing import Any, Self
 
 from ra3lab.errors import ConfigError, check, check_choice
 from ra3lab.evaluation import sandbox
@@ -75,12 +75,15 @@ class _Worker:
         python = getattr(sys, "_base_executable", sys.executable)
         self.process = subprocess.Popen([python, "-I", sandbox.__file__, isolation], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=sandbox.ENV, start_new_session=True)
+        assert self.process.stdin is not None and self.process.stdout is not None     # both are pipes
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self.requested = isolation
 
     def hello(self) -> None:
         """Wait for the worker to be ready; raise if it could not isolate programs."""
-        line = self.process.stdout.readline()
-        hello = json.loads(line) if line else {"error": f"the worker exited with code {self.process.wait()}"}
+        line = self.stdout.readline()
+        hello: dict[str, Any] = (json.loads(line) if line
+                                 else {"error": f"the worker exited with code {self.process.wait()}"})
         if "error" in hello:
             self.close()
             if hello.get("refused"):
@@ -89,9 +92,9 @@ class _Worker:
         self.isolation, self.uid = hello["isolation"], hello["uid"]
 
     def run(self, source: str, limits: Limits) -> Verdict:
-        self.process.stdin.write((json.dumps({"source": source, "limits": asdict(limits)}) + "\n").encode())
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
+        self.stdin.write((json.dumps({"source": source, "limits": asdict(limits)}) + "\n").encode())
+        self.stdin.flush()
+        line = self.stdout.readline()
         if not line:
             raise EOFError(f"the sandbox worker exited with code {self.process.wait()}")
         return Verdict(**json.loads(line), isolation=self.isolation)
@@ -99,7 +102,7 @@ class _Worker:
     def close(self) -> None:
         """End the worker: EOF on its stdin, then SIGKILL to its process group if it lingers."""
         try:
-            self.process.stdin.close()
+            self.stdin.close()
         except OSError:
             pass
         try:
@@ -107,7 +110,7 @@ class _Worker:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        self.process.stdout.close()
+        self.stdout.close()
 
 
 class SandboxPool:
@@ -123,7 +126,8 @@ class SandboxPool:
               "must be an integer >= 1")
         check_choice("isolation", isolation, ISOLATIONS)
         if os.geteuid() != 0:
-            raise RuntimeError("the sandbox needs root: each worker runs its programs as an unprivileged uid of its own")
+            raise RuntimeError("the sandbox needs root: each worker runs its programs as an unprivileged uid "
+                               "of its own")
         self._isolation = isolation
         started = [_Worker(isolation) for _ in range(workers)]     # start together, then wait for each
         try:

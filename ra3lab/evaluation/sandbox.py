@@ -175,7 +175,7 @@ def _deny_sockets() -> None:
                (jge, 0, 1, 0x40000000), (ret, 0, 0, SECCOMP_RET_KILL_PROCESS),   # the x32 ABI
                (jeq, 2, 0, socket_nr), (jeq, 1, 0, io_uring_nr),
                (ret, 0, 0, SECCOMP_RET_ALLOW), (ret, 0, 0, SECCOMP_RET_ERRNO | 13)]   # EACCES
-    filters = (_SockFilter * len(program))(*program)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*instruction) for instruction in program))
     fprog = _SockFprog(len(program), filters)
     _checked(libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
                         ctypes.c_ulong(0), ctypes.c_ulong(0)), "seccomp")
@@ -208,7 +208,8 @@ def _confine(uid: int, limits: dict, seccomp: bool) -> None:
 def _describe(error: BaseException) -> str:
     """The last line of the traceback, ``Type: message``, on one line of at most REASON_CHARS."""
     kind = type(error)
-    name = kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
+    name = (kind.__qualname__ if kind.__module__ in ("builtins", "__main__")
+            else f"{kind.__module__}.{kind.__qualname__}")
     try:
         message = str(error)
     except BaseException:  # noqa: BLE001 - the program's own __str__ may raise anything
@@ -240,15 +241,16 @@ def _run(source: str, path: str, token: bytes) -> None:
     try:
         code = compile(source, path, "exec")
     except (SyntaxError, ValueError) as error:      # ValueError: a null byte in the source
-        where = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
+        lineno = getattr(error, "lineno", None)
+        where = f" (line {lineno})" if lineno else ""
         report(f"syntax error: {getattr(error, 'msg', error)}{where}"[:REASON_CHARS], 1)
         return
     try:
         exec(code, module.__dict__)  # noqa: S102 - running the program is the point
     except SystemExit as stop:
         _flush()
-        code = stop.code
-        exit_(0 if code is None else code & 0xFF if isinstance(code, int) else 1)
+        status = stop.code
+        exit_(0 if status is None else status & 0xFF if isinstance(status, int) else 1)
     except MemoryError:
         report("memory limit", 1)
     except BaseException as error:  # noqa: BLE001 - any exception fails the program

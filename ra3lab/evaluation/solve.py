@@ -118,7 +118,8 @@ class Evaluation:
 
         return {**{f"pass@{k}": float(pass_at_k(np.full(tasks, samples), correct, k).mean()) for k in self.ks},
                 "thought_rate": float(self.thoughts.sum() / max(self.code_lines.sum(), 1)),
-                "thought_length": float(self.thought_tokens.sum() / self.thoughts.sum()) if self.thoughts.any() else 0.0,
+                "thought_length": (float(self.thought_tokens.sum() / self.thoughts.sum()) if self.thoughts.any()
+                                   else 0.0),
                 "truncation_rate": float(self.truncated.mean()),
                 "thinking_fraction": float(with_thought.mean()),
                 "pass_with_thought": rate(with_thought), "pass_without_thought": rate(~with_thought),

@@ -18,7 +18,8 @@ def load_tasks(path: str | Path) -> list[dict]:
     """The tasks of a JSONL file (``.gz`` read as gzip), one JSON object per line, blank lines skipped."""
     path = Path(path)
     check(path.is_file(), "path", str(path), "no such file: give a JSONL task file (optionally .gz)")
-    tasks, seen = [], {}
+    tasks: list[dict] = []
+    seen: dict[str, int] = {}
     with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():

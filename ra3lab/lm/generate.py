@@ -21,6 +21,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -68,7 +69,7 @@ class StopWhenCut(StoppingCriteria):
         done = torch.tensor([cut(text, self.stop) != text for text in texts])
         if self.budgets is not None:
             done |= input_ids.shape[1] - self.start >= self.budgets
-        return done.to(input_ids.device)
+        return cast(torch.BoolTensor, done.to(input_ids.device))
 
 
 class DecisionGreedy(LogitsProcessor):
@@ -95,7 +96,7 @@ class DecisionGreedy(LogitsProcessor):
         starts = torch.tensor([self.at_line_start(row[self.start:].tolist()) for row in input_ids],
                               device=scores.device)
         forbidden = torch.where((mass > 0.5)[:, None], ~comment, comment) & starts[:, None]
-        return scores.masked_fill(forbidden, float("-inf"))
+        return cast(torch.FloatTensor, scores.masked_fill(forbidden, float("-inf")))
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,9 @@ class HFGenerator(Generator):
         budgets = self.per_prompt(budgets, prompts)
         ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
         width = ids.shape[1]
-        options = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
-                   if decoding == "sample" else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
+        options: dict[str, Any] = (
+            {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+            if decoding == "sample" else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
         if decoding == "decision_greedy":
             options["logits_processor"] = LogitsProcessorList([DecisionGreedy(self.codec, width)])
         with torch.random.fork_rng(), torch.no_grad():

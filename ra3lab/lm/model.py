@@ -4,6 +4,7 @@ and the check that a tokenizer fits a model."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -57,7 +58,7 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
         raise ConfigError("model", str(name_or_path),
                           f"give a causal LM directory written by save_pretrained or a hub name "
                           f"({str(error).splitlines()[0]})") from None
-    return model.to(device).eval()
+    return cast(torch.nn.Module, model).to(device).eval()    # the @wraps on PreTrainedModel.to hides its self from mypy
 
 
 def check_compatible(model, tokenizer) -> None:

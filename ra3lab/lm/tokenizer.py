@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from ra3lab.errors import ConfigError, check
 
@@ -83,7 +83,7 @@ def _save(tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
         shutil.rmtree(staging)
 
 
-def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """``AutoTokenizer.from_pretrained`` of a local directory or a hub name; ConfigError if it cannot load."""
     check_local(name_or_path, "tokenizer")
     try:

@@ -45,12 +45,14 @@ CHUNK_ELEMENTS = 2**23   # transition entries per batched value-iteration call (
 EXPERT_CHUNK = 2**16     # expert samples simulated at a time
 
 
-def check_allowed(allowed: torch.Tensor, n_rows: int, n_options: int, nonempty: bool = True, field: str = "allowed") -> None:
+def check_allowed(allowed: torch.Tensor, n_rows: int, n_options: int, nonempty: bool = True,
+                  field: str = "allowed") -> None:
     """Raise ConfigError unless ``allowed`` is a bool mask (Z,) or (n_rows, Z), with a decision in every
     row if ``nonempty``."""
     shape = tuple(allowed.shape)
     check(allowed.dtype == torch.bool, field, str(allowed.dtype), "must be a bool tensor")
-    check(shape in ((n_options,), (n_rows, n_options)), field, shape, f"must have shape ({n_options},) or {(n_rows, n_options)}")
+    check(shape in ((n_options,), (n_rows, n_options)), field, shape,
+          f"must have shape ({n_options},) or {(n_rows, n_options)}")
     check(not nonempty or bool(allowed.view(-1, n_options).any(1).all()), field, "a row with no decision",
           "every row must allow at least one decision")
 
@@ -158,15 +160,18 @@ def _check_expert(smdp: SMDP, sigma: float, horizon: int | None, noise_model: st
     check(noise_model != "none" or noise == 0, "noise", noise, "noise_model 'none' takes noise 0")
     if noise_model != "none":
         check(distractors is not None, "distractors", None, f"noise_model {noise_model!r} needs the distractor mask")
+        assert distractors is not None
         check(distractors.dtype == torch.bool and tuple(distractors.shape) == (smdp.n_options,), "distractors",
               (str(distractors.dtype), tuple(distractors.shape)), f"must be a bool mask of shape ({smdp.n_options},)")
 
 
-def noise_reveal_probabilities(noise_model: str, noise: float, distractors: torch.Tensor | None, n_options: int) -> torch.Tensor:
+def noise_reveal_probabilities(noise_model: str, noise: float, distractors: torch.Tensor | None,
+                               n_options: int) -> torch.Tensor:
     """(Z,) float64: the exact probability that the noise model reveals each decision in one sample:
     ``noise`` for each distractor (per_distractor), ``noise / D`` for each of the D distractors (budget)."""
     if noise_model == "none":
         return torch.zeros(n_options, dtype=torch.float64)
+    assert distractors is not None, f"noise_model {noise_model!r} needs the distractor mask"
     share = 1.0 if noise_model == "per_distractor" else 1.0 / max(1, int(distractors.sum()))
     return distractors.double() * noise * share
 
@@ -192,7 +197,8 @@ def _noise_counts(widths: torch.Tensor, noise_model: str, noise: float, distract
 
 
 def _expert_reveals(smdp: SMDP, n_samples: int, sigma: float, generator: torch.Generator,
-                    terminal: torch.Tensor | None, horizon: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    terminal: torch.Tensor | None, horizon: int | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(task (n,), sample (E,), decision (E,)): the task of each of n expert samples and the E decisions
     they reveal, drawn ``EXPERT_CHUNK`` samples at a time (the random stream depends on n, not on Z)."""
     B, S = len(smdp), smdp.n_states
@@ -250,7 +256,8 @@ def sample_expert_data(
     _check_expert(smdp, sigma, horizon, noise_model, noise, distractors)
     Z = smdp.n_options
     task, sample, decision = _expert_reveals(smdp, n_samples, sigma, generator, terminal, horizon)
-    counts = torch.zeros(n_samples, Z, dtype=torch.long).index_put_((sample, decision), torch.ones_like(sample), accumulate=True)
+    counts = torch.zeros(n_samples, Z, dtype=torch.long).index_put_((sample, decision), torch.ones_like(sample),
+                                                                     accumulate=True)
     ones = torch.ones(n_samples, dtype=torch.long)
     return ExpertData(task, counts + _noise_counts(ones, noise_model, noise, distractors, Z, generator))
 
@@ -297,6 +304,7 @@ def prune(counts: torch.Tensor, rule: str, threshold: float = 0.0, k: int | None
     if rule == "frequency":
         total = counts.sum(-1, keepdim=True).clamp(min=1)
         return observed & (counts >= threshold * total)
+    assert k is not None                                           # rule "top_k", checked above
     Z = counts.shape[-1]
     key = counts * Z + torch.arange(Z - 1, -1, -1)                 # larger count first, then lower index
     top = torch.zeros_like(observed).scatter_(-1, key.topk(min(k, Z), dim=-1).indices, True)
@@ -379,7 +387,7 @@ def pruning_curves(smdp: SMDP, prefixes: torch.Tensor, sample_sizes: list[int], 
     masks, empty = full_where_empty(prune(prefixes, rule, **rule_kwargs))
     outcome = {"near_optimal": near_optimal(smdp, masks, eps, target), "compact": ~(masks & suboptimal).any(-1)}
     outcome["success"] = outcome["near_optimal"] & outcome["compact"]
-    result = {}
+    result: dict[str, list[float] | int | None] = {}
     for criterion in CRITERIA:
         curve = outcome[criterion].double().mean(0).tolist()
         result[criterion] = curve

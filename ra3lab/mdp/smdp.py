@@ -36,7 +36,8 @@ class MDPBatch:
         B, A, S, S2 = self.transitions.shape
         check(S == S2, "transitions", tuple(self.transitions.shape), "must have shape (B, A, S, S)")
         check(S >= 2, "n_states", S, "need at least 2 states")
-        check(tuple(self.rewards.shape) == (B, A, S), "rewards", tuple(self.rewards.shape), f"must have shape {(B, A, S)}")
+        check(tuple(self.rewards.shape) == (B, A, S), "rewards", tuple(self.rewards.shape),
+              f"must have shape {(B, A, S)}")
         check(tuple(self.start.shape) == (B,), "start", tuple(self.start.shape), f"must have shape {(B,)}")
         row_error = (self.transitions.sum(-1) - 1).abs().max().item()
         check(row_error < 1e-9, "transitions", f"rows off by {row_error:.2e}", "every row must sum to 1")
@@ -71,7 +72,8 @@ class Options:
     def __post_init__(self):
         Z, L = self.actions.shape
         check(Z >= 1, "n_options", Z, "need at least 1 option")
-        check(tuple(self.length_probs.shape) == (Z, L), "length_probs", tuple(self.length_probs.shape), f"must have shape {(Z, L)}")
+        check(tuple(self.length_probs.shape) == (Z, L), "length_probs", tuple(self.length_probs.shape),
+              f"must have shape {(Z, L)}")
         check(len(self.names) == Z, "names", len(self.names), f"need one name per option ({Z})")
         row_error = (self.length_probs.sum(-1) - 1).abs().max().item()
         check(row_error < 1e-9, "length_probs", f"rows off by {row_error:.2e}", "every row must sum to 1")
@@ -122,7 +124,8 @@ class SMDP:
         # Stored successor-major (memory order B, S', Z, S): a Bellman backup then reads each MDP's
         # models as one contiguous (S', Z S) matrix, the layout torch's batched products run fastest.
         if not self.transitions.permute(0, 3, 1, 2).is_contiguous():
-            object.__setattr__(self, "transitions", self.transitions.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1))
+            object.__setattr__(self, "transitions",
+                               self.transitions.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1))
 
     def successor_major(self) -> torch.Tensor:
         """(B, S', Z S) view of the transitions: ``[b, s', z S + s] = P[b, z, s, s']``, without a copy."""

@@ -41,7 +41,7 @@ def save_round(model, tokenizer, folder: Path, metrics: dict) -> None:
 
 def last_round(folder: Path) -> tuple[int, list[dict]]:
     """(number of complete rounds, their metrics) under ``folder``."""
-    rounds = []
+    rounds: list[dict] = []
     while (round_folder(folder, len(rounds)) / "metrics.json").exists():
         rounds.append(json.loads((round_folder(folder, len(rounds)) / "metrics.json").read_text()))
     return len(rounds), rounds
@@ -70,7 +70,7 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
     done, rounds = last_round(folder)
     pi = copy.deepcopy(base) if done == 0 else load_model(round_folder(folder, done - 1))
     for k in range(done, config.midtrain.rounds):
-        curve = []
+        curve: list[dict] = []
 
         def log(step, metrics, k=k, curve=curve):
             curve.append(metrics)

@@ -99,8 +99,8 @@ class Corpus:
 class Models:
     """What a reward scores with besides the frozen pi: the EMA model (rlp) and q's reference (latro)."""
 
-    ema: object = None
-    reference: object = None
+    ema: torch.nn.Module | None = None
+    reference: torch.nn.Module | None = None
 
 
 def line_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[list[bool]], c: float,
@@ -141,7 +141,8 @@ def e_step(pi, codec: LineCodec, corpus: Corpus, config: EStepConfig, c: float, 
     G = config.group_size
     mode = config.returns
     for step in range(config.steps):
-        batch = corpus.take(torch.randperm(len(corpus.snippets), generator=generator)[:config.snippets_per_step].tolist())
+        order = torch.randperm(len(corpus.snippets), generator=generator)
+        batch = corpus.take(order[:config.snippets_per_step].tolist())
         groups = sample_thoughts(q, codec, batch.snippets, batch.decisions, repeats=G,
                                  max_thought_tokens=config.max_thought_tokens, temperature=config.temperature,
                                  seed=seed * 100_003 + step, lookahead=config.lookahead)

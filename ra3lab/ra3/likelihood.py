@@ -61,20 +61,20 @@ def score_lines(model, codec: LineCodec, rollouts: list[Rollout], decisions: lis
     decision = torch.zeros(shape, dtype=torch.bool)
     code_tokens = torch.zeros(shape, dtype=torch.long)
     # per (r, t), positions j (each predicting id j + 1): code [a, b), thought [a, b), the sampled thought's end
-    spans = [[[0] * 5 for _ in range(shape[1])] for _ in rollouts]
+    bounds = [[[0] * 5 for _ in range(shape[1])] for _ in rollouts]
     for r, ((_, places), rollout) in enumerate(zip(layouts, rollouts)):
         for t, (first, end, thought) in enumerate(places):
             if not decisions[r][t]:
                 continue
             decision[r, t] = True
             code_tokens[r, t] = end - first
-            spans[r][t][:2] = first - 1, end - 1
+            bounds[r][t][:2] = first - 1, end - 1
             if thought is not None:
                 start, stop = thought
                 sampled = stop - start - (t in rollout.thought_ids and len(rollout.thought_ids[t]) < stop - start)
                 think[r, t] = True
-                spans[r][t][2:] = start - 1, stop - 1, start - 1 + sampled
-    spans = torch.tensor(spans).permute(2, 0, 1)                                      # (5, R, T)
+                bounds[r][t][2:] = start - 1, stop - 1, start - 1 + sampled
+    spans = torch.tensor(bounds).permute(2, 0, 1)                                     # (5, R, T)
     # sums[r, k, c] = sum of channel c over positions j < k, in float64 so that differences of sums stay exact
     sums = torch.nn.functional.pad(scores[..., :2].double().cumsum(1), (0, 0, 1, 0))
     row = torch.arange(shape[0])[:, None]

@@ -24,7 +24,8 @@ def thought_stats(rollouts: list[Rollout], decisions: list[list[bool]], codec: L
     """``rate`` (thoughts per decision line), ``length`` (mean content tokens per thought) and, given
     the true boundary lines of each rollout's snippet, the boundary scores."""
     n_lines = sum(sum(d) for d in decisions)
-    lengths = [len(closed(codec, rollout.thought_ids[t]) if t in rollout.thought_ids else codec.content_ids(thought)) - 1
+    lengths = [len(closed(codec, rollout.thought_ids[t]) if t in rollout.thought_ids
+                   else codec.content_ids(thought)) - 1
                for rollout in rollouts for t, thought in rollout.thoughts.items()]       # tokens before the newline
     stats = {"rate": len(lengths) / max(n_lines, 1), "length": sum(lengths) / len(lengths) if lengths else 0.0}
     if truth is not None:

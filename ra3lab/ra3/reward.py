@@ -23,11 +23,11 @@ With ``entropy_coef`` > 0, every kind adds -entropy_coef * latent_t to r_t: the 
 content term of the sequential ELBO's KL (Prop. 5.1; 0, the paper's practice, by default).
 
 The return is sum_t r_t (``total``), or from line t on, sum_{t' >= t} r_t' (``to_go``, reward-to-go: a choice
-is credited only with what follows it, which cuts variance). quiet_star and rlp differ from ra3 only by a term per line that does not depend on z
-(plain_t, ema_t). When the rollouts of a snippet share their decision lines, that term is the same for every
-rollout in the group, so under the ``group`` baseline quiet_star and rlp give ra3's advantages (up to rounding). They
-differ from ra3 only under the ``none`` and ``no_thought`` baselines, and in the reward level they report.
-latro's penalty depends on z, so it changes which thoughts are preferred.
+is credited only with what follows it, which cuts variance). quiet_star and rlp differ from ra3 only by a term
+per line that does not depend on z (plain_t, ema_t). When the rollouts of a snippet share their decision lines,
+that term is the same for every rollout in the group, so under the ``group`` baseline quiet_star and rlp give
+ra3's advantages (up to rounding). They differ from ra3 only under the ``none`` and ``no_thought`` baselines,
+and in the reward level they report. latro's penalty depends on z, so it changes which thoughts are preferred.
 
 Advantages subtract a baseline from each return:
 
@@ -84,12 +84,16 @@ def line_rewards(code: torch.Tensor, think: torch.Tensor, decision: torch.Tensor
     elif kind == "penalty_only":
         reward = -penalty
     elif kind == "quiet_star":
+        assert plain is not None                                  # NEEDS, checked above
         reward = code - plain - penalty
     elif kind == "rlp":
+        assert ema is not None
         reward = code - ema - penalty
     else:
+        assert latent is not None and reference is not None
         reward = code - kl_coef * (latent - reference) - penalty
     if entropy_coef:
+        assert latent is not None                                 # checked above
         reward = reward - entropy_coef * latent
     return torch.where(decision.bool(), reward, torch.zeros_like(reward))
 
@@ -112,6 +116,7 @@ def advantages(returns: torch.Tensor, baseline: str = "group", no_thought: torch
         centred = returns - returns.mean(dim=1, keepdim=True)
     elif baseline == "no_thought":
         check(no_thought is not None, "estep.baseline", baseline, "needs the no-thought returns")
+        assert no_thought is not None
         centred = returns - no_thought.unsqueeze(1)
     else:
         centred = returns

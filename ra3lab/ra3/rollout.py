@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from ra3lab.errors import check, check_choice
 from ra3lab.lm import LineCodec
@@ -68,6 +69,8 @@ class _SharedCache:
         """A copy holding only ``rows`` (indices): what is fed to it leaves this cache as it is."""
         copy = _SharedCache(self.model, len(rows), self.pad_id)
         for index, layer in enumerate(self.cache.layers):
+            # attention layers, fed at least the bos: their keys and values are tensors
+            assert isinstance(layer, DynamicLayer) and layer.keys is not None and layer.values is not None
             copy.cache.update(layer.keys[rows], layer.values[rows], index)
         copy.mask, copy.count, copy.last = self.mask[rows], self.count[rows], self.last[rows]
         return copy
@@ -134,7 +137,8 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
             if first[i] <= t < len(snippets[i]):
                 line = snippets[i][t]
                 if decisions[i][t]:
-                    pending[r] += ahead(codec, snippets[i], t, lookahead) + codec.indent_ids(line) if t > first[i] else []
+                    pending[r] += (ahead(codec, snippets[i], t, lookahead) + codec.indent_ids(line)
+                                   if t > first[i] else [])
                     deciding[r] = True
                 else:
                     pending[r] += codec.encode_line(line)

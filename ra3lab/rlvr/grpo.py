@@ -146,7 +146,7 @@ def held_out(model, tokenizer, tasks: list[dict], name: str, pool: SandboxPool, 
     with or without a thought is left out when no completion falls in its group."""
     summary = evaluate(model, tokenizer, tasks, pool, eval, limits, EVAL_BATCH).summary()
     keys = [*(f"pass@{k}" for k in eval.ks), *EVAL_METRICS]
-    return {f"eval/{key}/{name}": summary[key] for key in keys if summary[key] is not None}
+    return {f"eval/{key}/{name}": value for key in keys if (value := summary[key]) is not None}
 
 
 def line_rollout(tokenizer, config: RLVRConfig, budgets: Mapping[str, int], metrics: StepMetrics
@@ -164,8 +164,9 @@ def line_rollout(tokenizer, config: RLVRConfig, budgets: Mapping[str, int], metr
             completions = generator.generate(prompts, [budgets[prompt] for prompt in prompts], "sample",
                                              config.temperature, seed=config.seed * 100_003 + trainer.state.global_step)
         metrics.rolled_out([len(c.ids) for c in completions], [c.truncated for c in completions])
-        return {"prompt_ids": prompt_ids(generator.codec, prompts), "completion_ids": [list(c.ids) for c in completions],
-                "logprobs": None, "env_mask": [[0 if c.truncated else 1] * len(c.ids) for c in completions]}
+        return {"prompt_ids": prompt_ids(generator.codec, prompts),
+                "completion_ids": [list(c.ids) for c in completions], "logprobs": None,
+                "env_mask": [[0 if c.truncated else 1] * len(c.ids) for c in completions]}
 
     return rollout
 
@@ -225,7 +226,7 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
     check(isinstance(eval_sets, Mapping) and len(eval_sets) > 0, "eval_tasks", type(eval_tasks).__name__,
           "give a list of tasks or a non-empty {name: tasks} mapping")
     for name, tasks in eval_sets.items():
-        check(isinstance(name, str) and name and "/" not in name, "eval_tasks", name,
+        check(isinstance(name, str) and name != "" and "/" not in name, "eval_tasks", name,
               "task set names must be non-empty strings without '/'")
         check_tasks(f"eval_tasks[{name!r}]", tasks, None if eval.max_new_tokens else "eval.max_new_tokens")
     model = load_model(str(checkpoint))

@@ -11,7 +11,7 @@ from ra3lab.lm.generate import cut
 
 
 def unit_test_reward(pool: SandboxPool, tasks_by_id: Mapping[str, dict], limits: Limits | None = None
-                     ) -> Callable[..., list[float]]:
+                     ) -> Callable[..., list[float | None]]:
     """A reward function for TRL's ``GRPOTrainer``: ``unit_tests(prompts, completions, task_id, **kwargs)``.
 
     Per completion, 1.0 if the completion cut at the end of its function body passes the hidden tests of the
@@ -22,7 +22,7 @@ def unit_test_reward(pool: SandboxPool, tasks_by_id: Mapping[str, dict], limits:
     limits = Limits() if limits is None else limits
 
     def unit_tests(prompts: list[str], completions: list[str], task_id: list[str], log_metric=None,
-                   **kwargs) -> list[float]:
+                   **kwargs) -> list[float | None]:     # TRL's type: None where a reward does not apply
         unknown = sorted(set(task_id) - set(tasks_by_id))
         check(not unknown, "task_id", unknown[:3], "every row's task_id must name one of the reward's tasks")
         start = time.perf_counter()
