@@ -27,6 +27,8 @@ import json
 import re
 import sys
 import traceback
+from collections.abc import Callable
+from typing import cast
 
 import yaml
 
@@ -92,7 +94,7 @@ def cmd_bench(args) -> dict:
 
     if args.name not in BENCHMARKS:
         raise ConfigError("bench", args.name, f"choose one of {', '.join(BENCHMARKS)}")
-    benchmark = BENCHMARKS[args.name]
+    benchmark = cast(Callable[..., dict], BENCHMARKS[args.name])   # each takes its own keyword arguments
     return {"bench": args.name, **benchmark(**bench_params(benchmark, args.params))}
 
 
@@ -238,7 +240,9 @@ def parser() -> argparse.ArgumentParser:
     theory.add_argument("--force", action="store_true", help="recompute runs whose summaries exist")
 
     bench = add("bench", cmd_bench, "run a benchmark against a named peer, in the same process")
-    bench.add_argument("name", help="which benchmark: mdp (value iteration), sweep (SLURM launching), estep (a whole E-step step: prefix-sharing scoring vs one forward per rollout), reward (sandboxed unit tests)")
+    bench.add_argument("name", help="which benchmark: mdp (value iteration), sweep (SLURM launching), estep (a whole "
+                                    "E-step step: prefix-sharing scoring vs one forward per rollout), "
+                                    "reward (sandboxed unit tests)")
     bench.add_argument("params", nargs="*", default=[],
                        help="benchmark parameters as key=value, e.g. n_mdps=200")
 
@@ -248,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", default=[],
                        help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
     sweep.add_argument("--launcher", default="local", help="local (a process pool) or slurm (one array job)")
-    sweep.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only; default $RA3LAB_SLURM_PROFILE)")
+    sweep.add_argument("--profile",
+                       help="cluster profile in slurm/profiles/ (slurm only; default $RA3LAB_SLURM_PROFILE)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
     sweep.add_argument("--dry-run", action="store_true", help="print every run and the sbatch script; submit nothing")
     sweep.add_argument("--failed", action="store_true", help="relaunch only the failed runs")
@@ -259,7 +264,8 @@ def parser() -> argparse.ArgumentParser:
 
     tune = add("tune", cmd_tune, "tune an experiment with Optuna (a search space sweeps/<space>_space.yaml)")
     tune.add_argument("space", help="search space name: sweeps/<space>_space.yaml")
-    tune.add_argument("--storage", help="sqlite:///path.db (default, in the tune dir), journal:///path.log, or an RDB URL")
+    tune.add_argument("--storage",
+                      help="sqlite:///path.db (default, in the tune dir), journal:///path.log, or an RDB URL")
     tune.add_argument("--workers", type=int, default=1, help="workers at once: local processes or SLURM array tasks")
     tune.add_argument("--launcher", default="local", help="local (processes) or slurm (one array job)")
     tune.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only)")

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -28,7 +29,8 @@ def project_root() -> Path:
     """The folder holding ``experiments/`` and ``envs/``: $RA3LAB_ROOT, else the checkout of this package."""
     root = Path(os.environ.get("RA3LAB_ROOT", Path(__file__).resolve().parent.parent))
     if not (root / "experiments").is_dir():
-        raise ConfigError("RA3LAB_ROOT", str(root), "must be a folder with experiments/ and envs/ (the ra3lab checkout)")
+        raise ConfigError("RA3LAB_ROOT", str(root),
+                          "must be a folder with experiments/ and envs/ (the ra3lab checkout)")
     return root
 
 
@@ -45,12 +47,12 @@ def flat_keys(config: DictConfig, prefix: str = "") -> list[str]:
     """Dotted paths of every leaf value in ``config``."""
     keys = []
     for key, value in config.items():
-        path = f"{prefix}{key}"
+        path = f"{prefix}{key!s}"
         keys.extend(flat_keys(value, f"{path}.") if isinstance(value, DictConfig) else [path])
     return keys
 
 
-def compose_experiment(name: str, overrides: list[str] = (), quick: bool = False) -> DictConfig:
+def compose_experiment(name: str, overrides: Sequence[str] = (), quick: bool = False) -> DictConfig:
     """The resolved config of experiment ``name`` with ``overrides`` applied.
 
     quick: apply first the overrides the experiment lists under ``quick:`` (a small, fast scale).
@@ -68,7 +70,8 @@ def compose_points(name: str, points: list[list[str]], quick: bool = False) -> l
     config-group overrides (``env=...``) and applies each point's value overrides with Hydra's own
     override machinery (about 1 ms a point instead of about 100 ms). An error names its point."""
     check_choice("experiment", name, names("experiments"))
-    composed, configs = {}, []
+    composed: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}
+    configs = []
     for overrides in points:
         try:
             configs.append(_compose_point(name, list(overrides), quick, composed))
@@ -77,11 +80,12 @@ def compose_points(name: str, points: list[list[str]], quick: bool = False) -> l
     return configs
 
 
-def _compose_point(name: str, overrides: list[str], quick: bool, composed: dict) -> DictConfig:
+def _compose_point(name: str, overrides: list[str], quick: bool,
+                   composed: dict[tuple[str, ...], tuple[DictConfig, DictConfig]]) -> DictConfig:
     """One point: the composition of its group overrides (cached in ``composed``), a copy with its
     value overrides applied, resolved and type-checked against that composition."""
     parsed = _parse(name, overrides)
-    groups = tuple(o.input_line for o in parsed if o.package is not None or (project_root() / o.key_or_group).is_dir())
+    groups = tuple(_line(o) for o in parsed if o.package is not None or (project_root() / o.key_or_group).is_dir())
     if groups not in composed:
         config = _compose(name, (quick_overrides(name) if quick else []) + list(groups))
         resolved = copy.deepcopy(config)
@@ -120,11 +124,17 @@ def _parse(name: str, overrides: list[str]) -> list[Override]:
     except HydraException as error:
         raise _explain(name, error) from None
     for override in parsed:
-        key, _, value = override.input_line.partition("=")
+        key, _, value = _line(override).partition("=")
         check(not override.is_sweep_override(), key.lstrip("+~"), value,
               "a sweep runs one config per value: give one value (a list is written [0,1,2]), "
               "or launch the values with `ra3lab sweep`")
     return parsed
+
+
+def _line(override: Override) -> str:
+    """The text an override was parsed from (always set by the parser)."""
+    assert override.input_line is not None, "a parsed override keeps its input line"
+    return override.input_line
 
 
 KINDS = {bool: "a bool (true or false)", int: "an integer", float: "a number", str: "a string", list: "a list",
@@ -147,20 +157,24 @@ def _fits(default: object, value: object) -> bool:
     side always fits."""
     if default is None or value is None:
         return True
-    expected, given = _kind(default), _kind(value)
-    if expected is dict and given is dict:
+    if isinstance(default, dict) and isinstance(value, dict):
         return all(_fits(default[key], value[key]) for key in default if key in value)
-    if expected is list:
+    if isinstance(default, list):
         prototype = _item_prototype(default)
-        if given is str:
+        if isinstance(value, str):
             return isinstance(prototype, str)
-        return given is list and all(_fits(prototype, item) for item in value)
+        return isinstance(value, list) and all(_fits(prototype, item) for item in value)
+    expected, given = _kind(default), _kind(value)
     return expected is given or (expected is float and given is int)
 
 
 def _expected(default: object) -> str:
     prototype = _item_prototype(default) if isinstance(default, list) else None
-    return f"a list whose items are each {_expected(prototype)}" if prototype is not None else KINDS[_kind(default)]
+    if prototype is not None:
+        return f"a list whose items are each {_expected(prototype)}"
+    kind = _kind(default)
+    assert kind is not None, "None fits every value, so it is never the expected type"
+    return KINDS[kind]
 
 
 def check_types(defaults: DictConfig, config: DictConfig) -> None:

@@ -254,7 +254,7 @@ def _top_level_starts(lines: list[str]) -> list[int]:
             body = ast.parse("\n".join(lines)).body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    starts = []
+    starts: list[int] = []
     for node in body:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
         while start > 0 and lines[start - 1].lstrip().startswith("#"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 
 EVERY_S = 5.0     # seconds between two plain progress lines
@@ -53,7 +53,7 @@ def progress(items: Iterable, topic: str, description: str, *, total: int | None
     """Iterate over ``items`` reporting progress on stderr (nothing when not ``enabled``). ``total``: the
     number of items, by default ``len(items)`` when it has one; ``every_s``: seconds between plain lines
     (default :data:`EVERY_S`)."""
-    if total is None and hasattr(items, "__len__"):
+    if total is None and isinstance(items, Sized):
         total = len(items)
     if not enabled:
         yield from items

@@ -83,7 +83,7 @@ def git_state(repo: Path) -> dict:
 
 
 def package_versions() -> dict:
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -135,7 +135,8 @@ class Run:
         self._started = time.time()
         self._checkpoint = self._load_checkpoint()
         metrics = self.path / "metrics.jsonl"
-        kept = metrics.read_text().splitlines(keepends=True)[: self._checkpoint["metric_lines"]] if metrics.exists() else []
+        lines = metrics.read_text().splitlines(keepends=True) if metrics.exists() else []
+        kept = lines[: self._checkpoint["metric_lines"]]
         metrics.write_text("".join(kept))
         previous = self.path / "provenance.json"
         resumes = json.loads(previous.read_text()).get("resumes", -1) + 1 if previous.exists() and kept else 0

@@ -97,7 +97,8 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "ra3lab.cli", "list", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "ra3lab.cli", "list", "--json"], capture_output=True, text=True,
+                         check=True)
     assert "t3_horizon" in json.loads(out.stdout.strip().splitlines()[-1])["experiments"]
 
 

@@ -273,7 +273,8 @@ def test_binomial_upper_bound_is_the_exact_one_sided_interval():
     assert binomial_upper_bound(0, 10, 0.9) == pytest.approx(1 - 0.1 ** (1 / 10))   # (1 - p)^n = 1 - confidence
     assert binomial_upper_bound(10, 10) == 1.0
     assert np.allclose(binomial_upper_bound(np.array([0, 10]), 10), [1 - 0.05 ** (1 / 10), 1.0])
-    for call, field in [(lambda: binomial_upper_bound(11, 10), "successes"), (lambda: binomial_upper_bound(0, 0), "trials"),
+    for call, field in [(lambda: binomial_upper_bound(11, 10), "successes"),
+                        (lambda: binomial_upper_bound(0, 0), "trials"),
                         (lambda: binomial_upper_bound(1, 10, confidence=1.0), "confidence")]:
         with pytest.raises(ConfigError, match=f"^{field} = "):
             call()

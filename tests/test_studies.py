@@ -69,7 +69,8 @@ def test_an_interrupted_run_resumes_after_its_last_finished_item(monkeypatch, is
     assert status["state"] == "failed" and "node lost" in status["error"] and "Traceback" in status["traceback"]
     assert not (run_dir / "summary.json").exists()
 
-    monkeypatch.setattr(pruning, "measure", lambda config, step, *setting: (calls.append(step), measure(config, step, *setting))[1])
+    monkeypatch.setattr(pruning, "measure",
+                        lambda config, step, *setting: (calls.append(step), measure(config, step, *setting))[1])
     calls.clear()
     resumed = run("t2_pruning", T2_TINY)
     assert calls[0] == 4                                                  # items 0-3 came from the checkpoint

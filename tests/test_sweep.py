@@ -118,8 +118,8 @@ def test_dry_run_prints_every_run_and_the_sbatch_script_and_submits_nothing(caps
     out = capsys.readouterr().out
     assert "9 runs: 9 pending" in out and "rule=top_k base.sigma=1.0" in out and "gpus_per_node: 1" in out
     for line in ("#SBATCH --gpus-per-node=1", "#SBATCH --account=my-lab", "#SBATCH --constraint=a100",
-                 "#SBATCH --mem=64GB", "#SBATCH --cpus-per-task=8", "#SBATCH --array=0-8%9", "#SBATCH --signal=USR2@180",
-                 "module load cuda/12.4"):
+                 "#SBATCH --mem=64GB", "#SBATCH --cpus-per-task=8", "#SBATCH --array=0-8%9",
+                 "#SBATCH --signal=USR2@180", "module load cuda/12.4"):
         assert line in out
     assert not isolated_runs.exists()
 
@@ -223,7 +223,8 @@ def test_status_reads_each_state_and_checks_that_running_jobs_are_alive(tmp_path
         "done": None, "pending": None,
         "running": {"state": "running", "host": here, "pid": os.getpid(), "slurm_job_id": None},
         "dead_pid": {"state": "running", "host": here, "pid": dead.pid, "slurm_job_id": None},
-        "failed": {"state": "failed", "host": here, "pid": dead.pid, "error": "ValueError: broken\nmore", "traceback": "..."},
+        "failed": {"state": "failed", "host": here, "pid": dead.pid, "error": "ValueError: broken\nmore",
+                   "traceback": "..."},
         "gone_job": {"state": "running", "host": "node7", "pid": 1, "slurm_job_id": "901"},
         "requeued": {"state": "failed", "host": "node7", "pid": 1, "slurm_job_id": "902", "error": "SystemExit: -1"},
     }
@@ -285,7 +286,8 @@ def test_launch_runs_module_functions_in_processes_and_bounds_the_wait(tmp_path)
     (["sweep", "t3_gamma_seeds", "--launcher", "slurm", "--profile", "big"], "profile", "localhost"),
     (["sweep", "t3_gamma_seeds", "--launcher", "slurm"], "profile", "--profile"),
     (["sweep", "t3_gamma_seeds", "--profile", "localhost"], "profile", "--launcher slurm"),
-    (["sweep", "t3_gamma_seeds", "--launcher", "slurm", "--profile", "localhost", "--workers", "2"], "workers", "array_parallelism"),
+    (["sweep", "t3_gamma_seeds", "--launcher", "slurm", "--profile", "localhost", "--workers", "2"], "workers",
+     "array_parallelism"),
     (["sweep", "t3_gamma_seeds", "--workers", "0"], "workers", ">= 1"),
     (["status", "nowhere"], "sweep_dir", "manifest.jsonl"),
 ])
@@ -400,8 +402,9 @@ def test_a_relaunch_leaves_runs_whose_job_is_still_queued(root, monkeypatch):
     the_plan = plan("tiny")
     the_plan.sweep_dir.mkdir(parents=True)
     (the_plan.sweep_dir / "manifest.jsonl").write_text("".join(
-        json.dumps({"index": i, "overrides": list(p.overrides), "params": p.params, "experiment": "t1_regret_decomposition",
-                    "run_id": r.path.name, "run_dir": str(r.path), "job_id": f"77_{i}"}) + "\n"
+        json.dumps({"index": i, "overrides": list(p.overrides), "params": p.params,
+                    "experiment": "t1_regret_decomposition", "run_id": r.path.name, "run_dir": str(r.path),
+                    "job_id": f"77_{i}"}) + "\n"
         for i, (p, r) in enumerate(zip(the_plan.points, the_plan.runs))))
     monkeypatch.setattr(slurm, "queued_jobs", lambda: {"77_0": "PENDING", "77_2": "PENDING"})
     summary = run_sweep("tiny", dry_run=True)

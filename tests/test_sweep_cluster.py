@@ -127,7 +127,8 @@ def test_a_failing_job_is_marked_failed_and_the_others_finish(sweeps, capsys):
     broken = plan("failing").runs[1].path
     broken.mkdir(parents=True)
     (broken / "checkpoint.json").write_text('{"metric_lines": 3, "maps": {"T1 inst')   # a torn checkpoint
-    assert main(["sweep", "failing", "--launcher", "slurm", "--profile", "localhost", "--timeout", "150", "--json"]) == 1
+    assert main(["sweep", "failing", "--launcher", "slurm", "--profile", "localhost", "--timeout", "150",
+                 "--json"]) == 1
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["line"] == "3 runs: 2 done, 1 failed"
     [failure] = summary["failures"]

@@ -34,7 +34,8 @@ def test_the_true_form_holds_on_every_held_out_half(seed):
     verdict = form_verdict(measured, failing, n_eps * np.log(n_options / DELTA) / sigma, fit, 10**6)
     assert verdict["c"] == pytest.approx(3.0) and verdict["violations"] == 0 and verdict["holds"] is True
     assert verdict["tightness"] == pytest.approx(1.0)
-    assert verdict["fit_cells"] + verdict["test_cells"] == len(measured) and abs(verdict["fit_cells"] - verdict["test_cells"]) <= 1
+    assert verdict["fit_cells"] + verdict["test_cells"] == len(measured)
+    assert abs(verdict["fit_cells"] - verdict["test_cells"]) <= 1
 
 
 def test_a_bound_without_one_over_sigma_is_violated_where_sigma_is_small():
@@ -78,7 +79,8 @@ def test_pruning_study_judges_each_form_per_noise_model_and_rule():
     rows = summary["settings"]
 
     def cells(model, rule):
-        return {(r["n_options"], r["n_eps"], r["sigma"]): r for r in rows if r["noise_model"] == model and r["rule"] == rule}
+        return {(r["n_options"], r["n_eps"], r["sigma"]): r for r in rows
+                if r["noise_model"] == model and r["rule"] == rule}
 
     clean, noisy = cells("none", "observed"), cells("budget", "observed")
     on_z_axis = [row for key, row in clean.items() if key[1:] == (4, 0.5)]

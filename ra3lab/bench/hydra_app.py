@@ -13,13 +13,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
 
 
 @hydra.main(config_path=None, config_name=None, version_base="1.3")
 def main(config: DictConfig) -> dict:
-    name = HydraConfig.get().job.config_name.removeprefix("experiments/")
-    return execute(name, config)
+    config_name = HydraConfig.get().job.config_name
+    if config_name is None:
+        raise ConfigError("config_name", None, "name the experiment: -cn experiments/<name>")
+    return execute(config_name.removeprefix("experiments/"), config)
 
 
 if __name__ == "__main__":

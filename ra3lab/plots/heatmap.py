@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,7 @@ from ra3lab.errors import check, check_choice
 from ra3lab.plots.style import COLUMN, figure
 from ra3lab.plots.tables import require_columns
 
-REDUCERS = {"mean": np.mean, "median": np.median, "iqm": stats.iqm}
+REDUCERS: dict[str, Callable[[np.ndarray], float]] = {"mean": np.mean, "median": np.median, "iqm": stats.iqm}
 
 
 def sweep_surface(aggregate: pd.DataFrame, x: str, y: str, value: str, reduce: str = "mean") -> pd.DataFrame:

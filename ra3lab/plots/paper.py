@@ -73,7 +73,7 @@ def theory_items(runs: Path) -> list[dict]:
         items.append({"name": "RA3 thought rate", "x": [c for c, _ in ra3], "xlabel": "penalty c", "xscale": "log",
                       "measured": [row["infused_rate"] for _, row in ra3], "ylabel": "thoughts per line",
                       "predicted": {"intent boundaries": [codeworld["boundary_rate"]] * len(ra3)}})
-    check(items, "runs", str(runs), "no theory or CodeWorld runs yet: run `ra3lab theory check` or "
+    check(len(items) > 0, "runs", str(runs), "no theory or CodeWorld runs yet: run `ra3lab theory check` or "
                                     "`ra3lab run codeworld_ra3` first")
     return items
 

@@ -13,15 +13,19 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullLocator
 
 from ra3lab.ra3.arms import penalty
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 COLUMN, FULL = 3.3, 6.8
 
-RC = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
     "legend.fontsize": 7, "figure.titlesize": 9, "lines.linewidth": 1.3, "lines.markersize": 4,
     "axes.linewidth": 0.6, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
@@ -80,8 +84,8 @@ def figure(panels: int, width: float = FULL, height: float = 2.0, ncols: int | N
     plt.rcParams.update(RC)
     ncols = ncols or min(panels, 4)
     nrows = math.ceil(panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout=layout)
-    axes = list(axes.ravel())
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout=layout)
+    axes = list(grid.ravel())
     for ax in axes[panels:]:
         fig.delaxes(ax)
     return fig, axes[:panels]

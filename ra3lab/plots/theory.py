@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ra3lab.errors import check
+from ra3lab.errors import ConfigError, check
 from ra3lab.plots.style import FULL, OTHER, color, figure, plain_log
 
 KEYS = ("name", "measured", "predicted", "low", "high", "x", "xlabel", "ylabel", "xscale", "yscale")
@@ -77,6 +77,7 @@ def _values(values, field: str, n: int | None = None, scalar: bool = False) -> n
     except (TypeError, ValueError):
         array = None
     sizes = (n, 1) if scalar else (n,)
-    check(array is not None and array.ndim == 1 and len(array) > 0 and (n is None or len(array) in sizes), field,
-          values, "must be a number or a flat list of numbers" + (f" of length {n}" if n is not None else ""))
+    if array is None or not (array.ndim == 1 and len(array) > 0 and (n is None or len(array) in sizes)):
+        raise ConfigError(field, values,
+                          "must be a number or a flat list of numbers" + (f" of length {n}" if n is not None else ""))
     return array

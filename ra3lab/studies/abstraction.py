@@ -1,8 +1,8 @@
 """T4 — the LLM's shape: mid-training + RL at token vs abstraction granularity, at equal primitive-step budgets.
 
 Part 1: a task family (by default ``vocab``: |A| primitive actions of which one moves on at each state,
-a compact set of skill options and distractors; |A| swept) mid-trained at each granularity from ``n`` expert samples (the
-observed-set rule; a dataset that reveals nothing falls back to the full set, flagged), then one
+a compact set of skill options and distractors; |A| swept) mid-trained at each granularity from ``n`` expert samples
+(the observed-set rule; a dataset that reveals nothing falls back to the full set, flagged), then one
 Q-learner per task inside Z_hat, both granularities read at the same primitive-step budgets. Regret
 is measured against the best primitive policy, so for a task M and learner pi (Lemma 3.2, exact):
 
@@ -101,7 +101,8 @@ def pruning_errors(smdp, masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([pruning_error(smdp, mask) for mask in distinct])[inverse]
 
 
-def errors_at_budgets(steps: torch.Tensor, errors: torch.Tensor, budgets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def errors_at_budgets(steps: torch.Tensor, errors: torch.Tensor,
+                      budgets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, N) RL error of each learner at its last evaluation within each primitive-step budget, and (K, N)
     the share of the budget it had spent by then; steps, errors: (T, N) from ``q_learning``."""
     limits = torch.tensor(budgets).view(-1, 1, 1)
@@ -128,7 +129,8 @@ def regret_parts(config: DictConfig, family: OptionFamily, granularity: str, all
         stickiness=stickiness, horizon=max(1, round(config.episode_steps / mean_tau)),
     )
     rl, spent = errors_at_budgets(learned.primitive_steps, learned.error, budgets)
-    return {"gap": abstraction_gap(family, granularity).mean().expand(R), "pruning": pruning_errors(smdp, allowed).mean(1),
+    return {"gap": abstraction_gap(family, granularity).mean().expand(R),
+            "pruning": pruning_errors(smdp, allowed).mean(1),
             "rl": rl.view(len(budgets), R, B).mean(-1), "spent": spent.mean(1)}
 
 
@@ -148,8 +150,9 @@ def best_cell(regret: np.ndarray, confidence: float) -> dict:
     separated: no other cell tied (None for a single cell)."""
     trials = regret.shape[0]
     mean = regret.mean(0)
-    best = np.unravel_index(int(np.argmin(mean)), mean.shape)
-    excess = (regret - regret[(slice(None), *best)][:, None, None]).reshape(trials, -1)
+    flat = int(np.argmin(mean))
+    best = np.unravel_index(flat, mean.shape)
+    excess = (regret - regret.reshape(trials, -1)[:, flat][:, None, None]).reshape(trials, -1)
     low = np.array([float(mean_ci(excess[:, j], confidence)[1]) for j in range(excess.shape[1])]).reshape(mean.shape)
     tied = ~(low > TIE_TOLERANCE)          # the best cell itself has excess 0: tied with itself
     return {"index": tuple(int(i) for i in best), "tied": tied,
@@ -158,7 +161,8 @@ def best_cell(regret: np.ndarray, confidence: float) -> dict:
 
 def granularity_points(config: DictConfig, families: dict[int, OptionFamily], run) -> list[dict]:
     """One point per (granularity, |A|): per-trial pruning errors and RL errors at every (n, budget)."""
-    sizes, budgets, trials = [int(n) for n in config.sample_sizes], [int(b) for b in config.rl_budgets], int(config.trials)
+    sizes, budgets = [int(n) for n in config.sample_sizes], [int(b) for b in config.rl_budgets]
+    trials = int(config.trials)
 
     def point(_, item) -> dict:
         granularity, n_actions = item
@@ -166,7 +170,8 @@ def granularity_points(config: DictConfig, families: dict[int, OptionFamily], ru
         keys = (int(config.seed), 1, n_actions, GRANULARITIES.index(granularity))
         counts = expert_prefixes(family, granularity, sizes, trials, float(config.sigma), stream(*keys, 0))
         masks, empty = full_where_empty(prune(counts, "observed"))                 # (trials, sizes, Z)
-        parts = regret_parts(config, family, granularity, masks.transpose(0, 1).flatten(0, 1), budgets, stream(*keys, 1))
+        parts = regret_parts(config, family, granularity, masks.transpose(0, 1).flatten(0, 1), budgets,
+                             stream(*keys, 1))
         shape = (len(sizes), trials)
         return {"granularity": granularity, "n_actions": n_actions, "gap": float(parts["gap"][0]),
                 "kept": masks.sum(-1).double().mean(0).tolist(), "fallbacks": empty.sum(0).tolist(),
@@ -202,8 +207,9 @@ def comparisons(config: DictConfig, points: list[dict]) -> list[dict]:
     rows = []
     for n_actions in sorted({p["n_actions"] for p in points}):
         for (i, n), (k, budget) in itertools.product(enumerate(config.sample_sizes), enumerate(config.rl_budgets)):
-            arms = [regret_trials(by_key[g, n_actions], i, k) for g in ("primitive", "abstract")]
-            rows.append({"n_actions": n_actions, "n": int(n), "budget": int(budget), **compare(*arms, config.confidence)})
+            primitive, abstract = (regret_trials(by_key[g, n_actions], i, k) for g in ("primitive", "abstract"))
+            rows.append({"n_actions": n_actions, "n": int(n), "budget": int(budget),
+                         **compare(primitive, abstract, config.confidence)})
     return rows
 
 
@@ -280,17 +286,22 @@ def draw(config: DictConfig, rows: list[dict], surface: dict, headline: int, run
     styles = dict(zip(config.sample_sizes, ("-", "--", ":", "-.") * len(config.sample_sizes)))
     for color, granularity in zip(("C0", "C1"), GRANULARITIES):
         for n in config.sample_sizes:
-            curve = [row for row in rows if (row["granularity"], row["n_actions"], row["n"]) == (granularity, headline, n)]
+            curve = [row for row in rows
+                     if (row["granularity"], row["n_actions"], row["n"]) == (granularity, headline, n)]
             budgets = [row["budget"] for row in curve]
-            left.plot(budgets, [row["regret"] for row in curve], styles[n], color=color, label=f"{granularity}, |D_E|={n}")
-            left.fill_between(budgets, [row["low"] for row in curve], [row["high"] for row in curve], color=color, alpha=0.15)
+            left.plot(budgets, [row["regret"] for row in curve], styles[n], color=color,
+                      label=f"{granularity}, |D_E|={n}")
+            left.fill_between(budgets, [row["low"] for row in curve], [row["high"] for row in curve], color=color,
+                              alpha=0.15)
             final = [row for row in rows if (row["granularity"], row["n"], row["budget"]) ==
                      (granularity, n, max(config.rl_budgets))]
             middle.errorbar([row["n_actions"] for row in final], [row["regret"] for row in final],
-                            yerr=[[row["regret"] - row["low"] for row in final], [row["high"] - row["regret"] for row in final]],
+                            yerr=[[row["regret"] - row["low"] for row in final],
+                                  [row["high"] - row["regret"] for row in final]],
                             fmt="o" + styles[n], color=color, capsize=3, label=f"{granularity}, |D_E|={n}")
     log_axes(left, config.rl_budgets, logy=False)
-    left.set(xlabel="RL budget (primitive steps)", ylabel="regret at s0 (gap + Δ + RL error)", title=f"|A| = {headline}")
+    left.set(xlabel="RL budget (primitive steps)", ylabel="regret at s0 (gap + Δ + RL error)",
+             title=f"|A| = {headline}")
     left.legend(fontsize=6)
     middle.set_xscale("log", base=2)
     middle.set(xlabel="|A| (primitive actions)", ylabel="regret at s0", title=f"after {max(config.rl_budgets)} steps")

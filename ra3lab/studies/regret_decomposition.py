@@ -37,7 +37,8 @@ def sub_options(options: Options, kept: torch.Tensor) -> Options:
     return Options(options.actions[kept], options.length_probs[kept], tuple(options.names[i] for i in kept.tolist()))
 
 
-def monte_carlo_value(family, probs: torch.Tensor, task: int, episodes: int, horizon: int, seed: int) -> tuple[float, float]:
+def monte_carlo_value(family, probs: torch.Tensor, task: int, episodes: int, horizon: int,
+                      seed: int) -> tuple[float, float]:
     """Mean and standard error of the discounted return of the policy probs (Z, S) from s0 of ``task``."""
     env = OptionMDPEnv(family=family, granularity="abstract", max_decisions=horizon)
     rng = np.random.default_rng(seed)
@@ -74,7 +75,8 @@ def one_instance(config: DictConfig, index: int) -> dict:
     kept = keep.nonzero().squeeze(1)
     restricted = option_models(family.mdps, sub_options(family.options, kept))
     v_star_restricted = start_values(restricted, optimal_values(restricted))
-    v_pi_restricted = start_values(restricted, stochastic_policy_evaluation(restricted, probs[kept].expand(len(full), -1, S)))
+    v_pi_restricted = start_values(restricted,
+                                   stochastic_policy_evaluation(restricted, probs[kept].expand(len(full), -1, S)))
 
     parts = regret_decomposition(v_star.numpy(), v_star_restricted.numpy(), v_pi_restricted.numpy())
     lhs = float((v_star - v_pi).mean())

@@ -27,7 +27,7 @@ from ra3lab.log import Meter, say
 from ra3lab.runs import Run, atomic_write, run_id
 from ra3lab.sweep.aggregate import write_aggregate
 from ra3lab.sweep.job import RunJob
-from ra3lab.sweep.launch import check_cluster, check_launcher, default_workers, sbatch_script, submit
+from ra3lab.sweep.launch import SlurmBatch, check_cluster, check_launcher, default_workers, sbatch_script, submit
 from ra3lab.sweep.profiles import executor_parameters
 from ra3lab.sweep.spec import Point, SweepSpec, expand, load_spec, resolved, spec_hash
 from ra3lab.sweep.status import STATES, Queue, count_line, read_manifest, run_state
@@ -43,17 +43,19 @@ class Plan:
     sweep_dir: Path
 
 
-def plan(name: str, overrides: list[str] = ()) -> Plan:
+def plan(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Plan:
     """Load and expand sweep ``name``: every point's config is composed (unknown keys fail here) and
     gets its run directory; nothing is written. :func:`validate` checks points before they launch."""
     spec = load_spec(name, overrides)
     points = expand(spec)
     configs = compose_points(spec.experiment, [list(point.overrides) for point in points], quick=spec.quick)
-    runs, seen = [], {}
+    runs: list[Run] = []
+    seen: dict[Path, int] = {}
     for i, (point, config) in enumerate(zip(points, configs)):
         run = Run(runs_root() / spec.experiment / run_id(config), config)
         check(run.path not in seen, "grid", " ".join(point.overrides),
-              f"points {seen.get(run.path)} and {i} resolve to the same config (run {run.path.name}): drop the duplicate")
+              f"points {seen.get(run.path)} and {i} resolve to the same config (run {run.path.name}): "
+              "drop the duplicate")
         seen[run.path] = i
         runs.append(run)
     return Plan(spec, points, runs, runs_root() / "sweeps" / name / spec_hash(spec, points))
@@ -108,8 +110,8 @@ def select(the_plan: Plan, failed_only: bool = False) -> tuple[list[dict], list[
     return states, selected
 
 
-def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", profile: str | None = None,
-              workers: int | None = None, dry_run: bool = False, failed_only: bool = False,
+def run_sweep(name: str, overrides: list[str] | tuple[str, ...] = (), *, launcher: str = "local",
+              profile: str | None = None, workers: int | None = None, dry_run: bool = False, failed_only: bool = False,
               timeout_s: float | None = None) -> dict:
     """Plan sweep ``name`` and launch its unfinished runs (see the module docstring); returns a summary:
     sweep_dir, counts by state after the launch, the launched indices, failures with their errors,
@@ -130,13 +132,16 @@ def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", 
     if dry_run:
         summary.update(dry_run=True, runs=runs, line=count_line([state["state"] for state in before]))
         if launcher == "slurm":
+            assert loaded is not None, "check_launcher loads the profile for slurm"
             summary["sbatch"] = {"parameters": executor_parameters(loaded, job_name), "array_size": len(selected),
-                                 "script": sbatch_script(loaded, jobs_folder, len(selected), job_name) if selected else None}
+                                 "script": (sbatch_script(loaded, jobs_folder, len(selected), job_name)
+                                            if selected else None)}
         else:
             summary["workers"] = min(workers or default_workers(), max(len(selected), 1))
         return summary
 
     if launcher == "slurm" and selected:
+        assert loaded is not None, "check_launcher loads the profile for slurm"
         check_cluster(loaded)   # sbatch, a controller that answers, the partition: before anything is written
     sweep_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(sweep_dir / "sweep.yaml", yaml.safe_dump(resolved(the_plan.spec, the_plan.points), sort_keys=False))
@@ -151,7 +156,7 @@ def run_sweep(name: str, overrides: list[str] = (), *, launcher: str = "local", 
                        job_name=job_name)
         job_ids.update(zip(selected, batch.job_ids))
         atomic_write(sweep_dir / "manifest.jsonl", _manifest(the_plan, job_ids))
-        if launcher == "slurm":
+        if isinstance(batch, SlurmBatch):
             say(f"sweep {name}", f"submitted array job {batch.job_ids[0].split('_')[0]}")
         try:
             outcomes = batch.wait(timeout_s=timeout_s, on_outcome=_progress(the_plan, selected))

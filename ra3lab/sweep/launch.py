@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ra3lab.errors import ConfigError, check, check_choice
 from ra3lab.sweep import slurm
@@ -45,6 +45,12 @@ class Outcome:
     result: Any = None
     error: str | None = None
     job_id: str | None = None
+
+
+def _ended(outcomes: list[Outcome | None]) -> list[Outcome]:
+    """``outcomes`` once every call has one."""
+    assert all(outcome is not None for outcome in outcomes), "a call ended without an outcome"
+    return cast(list[Outcome], outcomes)
 
 
 def default_workers() -> int:
@@ -70,8 +76,9 @@ def check_cluster(profile: dict) -> None:
     check(slurm.shutil.which("sbatch") is not None, "launcher", "slurm",
           "sbatch is not on PATH: run on a SLURM login node, or use --launcher local")
     known = slurm.partitions()
-    check(known is not None, "launcher", "slurm",
-          "sinfo does not answer: is the controller up and $SLURM_CONF set? (`make slurm-up` starts the test cluster)")
+    if known is None:
+        raise ConfigError("launcher", "slurm", "sinfo does not answer: is the controller up and $SLURM_CONF set? "
+                                               "(`make slurm-up` starts the test cluster)")
     check(profile["partition"] in known, f"{profile['name']}.partition", profile["partition"],
           f"this cluster's partitions are {', '.join(known)}")
 
@@ -122,9 +129,10 @@ class SlurmBatch:
             with executor.batch():
                 jobs = [executor.submit(fn, **kwargs) for kwargs in kwargs_list]
         except FailedJobError as error:   # sbatch refused the script: nothing was submitted
-            raise ConfigError("profile", profile["name"], f"sbatch refused the array job: {_error_line(str(error))}") from None
+            raise ConfigError("profile", profile["name"],
+                              f"sbatch refused the array job: {_error_line(str(error))}") from None
         self.jobs = jobs
-        self.job_ids = [job.job_id for job in jobs]
+        self.job_ids: list[str] = [job.job_id for job in jobs]
 
     def _collect(self, i: int) -> Outcome:
         from submitit.core.utils import FailedJobError, UncompletedJobError
@@ -146,7 +154,8 @@ class SlurmBatch:
                        error=f"job {job_id} ended ({state}) without a result (cancelled, killed or out of time?); "
                              f"last log line: {tail}")
 
-    def wait(self, timeout_s: float | None = None, on_outcome: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+    def wait(self, timeout_s: float | None = None,
+             on_outcome: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
         """Outcomes in submission order. Ends when every task has written its result, or has been
         absent from squeue for LOST_AFTER_S (cancelled, killed, out of time: an error outcome), or
         after ``timeout_s`` seconds, or when squeue has not answered for SILENT_AFTER_S."""
@@ -169,7 +178,7 @@ class SlurmBatch:
                     finish(i, self._lost(i))
             pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
             if not pending:
-                return outcomes
+                return _ended(outcomes)
             late = timeout_s is not None and now - start > timeout_s
             if late or now - last_answer > SILENT_AFTER_S:
                 reason = (f"no result after waiting {timeout_s:.0f} s" if late else
@@ -177,7 +186,7 @@ class SlurmBatch:
                 for i in pending:
                     finish(i, Outcome(ok=False, job_id=self.job_ids[i],
                                       error=f"{reason}; the job may still run: see `squeue -j {self.job_ids[i]}`"))
-                return outcomes
+                return _ended(outcomes)
             if now - last_poll >= QUEUE_POLL_S:
                 last_poll = now
                 queue = slurm.queued_jobs()
@@ -206,9 +215,10 @@ class LocalBatch:
         self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                                            initializer=_quiet_worker)
         self.futures = [self.pool.submit(fn, **kwargs) for kwargs in kwargs_list]
-        self.job_ids = [None] * len(kwargs_list)
+        self.job_ids: list[str | None] = [None] * len(kwargs_list)
 
-    def wait(self, timeout_s: float | None = None, on_outcome: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+    def wait(self, timeout_s: float | None = None,
+             on_outcome: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
         """Outcomes in submission order; after ``timeout_s`` seconds the unfinished calls are stopped
         (their worker processes terminated) and reported as errors."""
         index = {future: i for i, future in enumerate(self.futures)}
@@ -226,16 +236,17 @@ class LocalBatch:
                 if on_outcome is not None:
                     on_outcome(index[future], outcome)
         except concurrent.futures.TimeoutError:
-            for i, outcome in enumerate(outcomes):
-                if outcome is None:
-                    outcomes[i] = Outcome(ok=False, error=f"stopped after {timeout_s:.0f} s without a result")
+            for i, ended in enumerate(outcomes):
+                if ended is None:
+                    stopped = Outcome(ok=False, error=f"stopped after {timeout_s:.0f} s without a result")
+                    outcomes[i] = stopped
                     if on_outcome is not None:
-                        on_outcome(i, outcomes[i])
+                        on_outcome(i, stopped)
             for process in list((self.pool._processes or {}).values()):   # our own children, by handle
                 process.terminate()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        return outcomes
+        return _ended(outcomes)
 
 
 # --- the entry points ---------------------------------------------------------------------------
@@ -249,6 +260,7 @@ def submit(fn: Callable, kwargs_list: list[dict], *, launcher: str = "local", pr
     loaded = check_launcher(launcher, profile, workers)
     if launcher == "local":
         return LocalBatch(fn, kwargs_list, min(workers or default_workers(), len(kwargs_list)))
+    assert loaded is not None, "check_launcher loads the profile for slurm"
     check_cluster(loaded)
     return SlurmBatch(fn, kwargs_list, loaded, Path(folder), job_name)
 

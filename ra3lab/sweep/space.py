@@ -34,7 +34,9 @@ import hashlib
 import inspect
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, TypeGuard
 
 import optuna
 from omegaconf import OmegaConf
@@ -45,8 +47,9 @@ from ra3lab.files import SPACES, Key, load_file
 from ra3lab.sweep.spec import HEADER_KEYS
 
 PARAM_KEYS = ("type", "low", "high", "log", "step", "choices", "key", "repeat")
-REDUCERS = {"mean": lambda v: sum(v) / len(v), "min": min, "max": max, "first": lambda v: v[0],
-            "last": lambda v: v[-1], "sum": sum}
+REDUCERS: dict[str, Callable[[list], float]] = {
+    "mean": lambda v: sum(v) / len(v), "min": min, "max": max, "first": lambda v: v[0], "last": lambda v: v[-1],
+    "sum": sum}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "percentile": optuna.pruners.PercentilePruner,
            "hyperband": optuna.pruners.HyperbandPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
            "threshold": optuna.pruners.ThresholdPruner, "none": optuna.pruners.NopPruner}
@@ -95,11 +98,12 @@ class Param:
     repeat: int | None = None     # set for list-valued keys: the key becomes [value] * repeat
 
     def suggest(self, trial: optuna.Trial):
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None, "a float or int param has bounds"
         if self.type == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
-        if self.type == "int":
-            return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
-        return trial.suggest_categorical(self.name, list(self.choices))
+        return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
 
     def override(self, value) -> str:
         return f"{self.key}={hydra_value([value] * self.repeat if self.repeat else value)}"
@@ -117,7 +121,7 @@ class Space:
     quick: bool
     fixed: tuple[str, ...]
     objective: str | dict
-    direction: str
+    direction: Literal["minimize", "maximize"]
     intermediate: str | None
     pruner: dict
     sampler: dict
@@ -129,7 +133,7 @@ class Space:
         """The Hydra overrides of one trial: ``fixed``, then each param set to ``values[name]``."""
         return [*self.fixed, *(param.override(values[param.name]) for param in self.params)]
 
-    def compose(self, values: dict, extra: list[str] = ()):
+    def compose(self, values: dict, extra: Sequence[str] = ()):
         return compose_experiment(self.experiment, self.overrides(values) + list(extra), quick=self.quick)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
@@ -178,7 +182,7 @@ class Space:
         return float(REDUCERS["last" if isinstance(self.objective, str) else self.objective["reduce"]](values))
 
 
-def is_number(value) -> bool:
+def is_number(value) -> TypeGuard[float]:
     """A finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -196,9 +200,9 @@ def _study_vocabulary(module_name: str) -> dict:
                 if isinstance(k, ast.Constant) and isinstance(k.value, str)} if isinstance(node, ast.Dict) else None
 
     summary = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "run":
-            for ret in ast.walk(node):
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef) and statement.name == "run":
+            for ret in ast.walk(statement):
                 if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Dict):
                     summary.update(literal(ret.value))
     prefixes, keys = set(), set()
@@ -208,12 +212,14 @@ def _study_vocabulary(module_name: str) -> dict:
             prefixes |= {a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
         if isinstance(node, ast.Dict):
             keys |= {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-    return {"summary": {**summary, **dict.fromkeys(EXECUTE_KEYS)} if summary else {}, "prefixes": prefixes, "keys": keys}
+    return {"summary": {**summary, **dict.fromkeys(EXECUTE_KEYS)} if summary else {}, "prefixes": prefixes,
+            "keys": keys}
 
 
-def check_metric(field_name: str, metric: str, vocabulary: dict) -> None:
+def check_metric(field_name: str, metric: object, vocabulary: dict) -> None:
     """A metrics key must be ``<prefix>/<key>`` for a prefix the study logs under (when its source tells)."""
-    check(isinstance(metric, str) and metric, field_name, metric, "name a metrics key, e.g. theory/t4/surface/regret")
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(field_name, metric, "name a metrics key, e.g. theory/t4/surface/regret")
     if not vocabulary["prefixes"]:
         return
     prefix, _, key = metric.rpartition("/")
@@ -233,7 +239,7 @@ def check_objective(space_name: str, objective, vocabulary: dict) -> str | dict:
         objective = {"metric": objective["metric"], "reduce": objective.get("reduce", "mean")}
         check_choice(f"{field_name}.reduce", objective["reduce"], tuple(REDUCERS))
         return objective
-    check(isinstance(objective, str) and objective, field_name, objective,
+    check(isinstance(objective, str) and objective != "", field_name, objective,
           "name a summary key (e.g. abstraction_final_regret), or {metric: <metrics key>, reduce: mean}")
     level = vocabulary["summary"]
     for part in objective.split("."):
@@ -250,7 +256,8 @@ def _param(space_name: str, name: str, spec, keys: dict) -> Param:
     where = f"{space_name}.params.{name}"
     check(isinstance(spec, dict), where, spec, "must be a mapping like {type: float, low: 0.1, high: 1.0}")
     unknown = sorted(set(spec) - set(PARAM_KEYS))
-    check(not unknown, f"{where}.{unknown[0] if unknown else ''}", "(unknown key)", f"a param has keys {', '.join(PARAM_KEYS)}")
+    check(not unknown, f"{where}.{unknown[0] if unknown else ''}", "(unknown key)",
+          f"a param has keys {', '.join(PARAM_KEYS)}")
     key = spec.get("key", name)
     check(key in keys, f"{where}.key" if "key" in spec else f"{space_name}.params", key,
           f"not a key of the experiment; it has {', '.join(keys)} (a new key needs +key=... under fixed:)")
@@ -258,7 +265,8 @@ def _param(space_name: str, name: str, spec, keys: dict) -> Param:
     check_choice(f"{where}.type", kind, ("float", "int", "categorical"))
     is_list = OmegaConf.is_list(keys[key])
     repeat = spec.get("repeat", 1 if is_list else None)
-    check(is_list or "repeat" not in spec, f"{where}.repeat", repeat, f"'{key}' holds one value, not a list: drop repeat")
+    check(is_list or "repeat" not in spec, f"{where}.repeat", repeat,
+          f"'{key}' holds one value, not a list: drop repeat")
     check(repeat is None or (isinstance(repeat, int) and repeat >= 1), f"{where}.repeat", repeat, "must be an int >= 1")
     if kind == "categorical":
         choices = spec.get("choices")
@@ -345,6 +353,8 @@ def check_bounds(space: Space) -> None:
             prepare(space.experiment, space.compose(values))
         except ConfigError as error:
             bound = "high" if end else "low"
-            culprit = next((p for p in space.params if p.key == error.field or p.key.startswith(f"{error.field}.")), None)
-            where = f"{space.name}.params.{culprit.name}.{bound}" if culprit else f"{space.name}.params (all at {bound})"
+            culprit = next((p for p in space.params if p.key == error.field or p.key.startswith(f"{error.field}.")),
+                           None)
+            where = (f"{space.name}.params.{culprit.name}.{bound}" if culprit else
+                     f"{space.name}.params (all at {bound})")
             raise ConfigError(where, error.value, f"the study rejects it: {error.valid}") from None

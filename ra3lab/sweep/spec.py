@@ -125,7 +125,7 @@ def expand(spec: SweepSpec) -> list[Point]:
             if key in swept:
                 params[key] = _typed(override)
         points.append(Point(overrides=tuple(overrides), params=params))
-    check(len(points) > 0 and (spec.grid or spec.extra), "grid", list(spec.grid),
+    check(len(points) > 0 and bool(spec.grid or spec.extra), "grid", list(spec.grid),
           f"sweep '{spec.name}' has no points: add axes under grid: or key=a,b on the command line")
     return points
 

@@ -15,6 +15,8 @@ import socket
 from collections import Counter
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from ra3lab.runs import Run
 from ra3lab.sweep import slurm
 
@@ -60,7 +62,7 @@ def run_state(path: Path, queue: Queue | None = None) -> dict:
     ``verified`` is False for a "running" run whose job could not be checked (another host, no squeue).
     """
     queue = queue or Queue()
-    status = Run(Path(path), None).status()
+    status = Run(Path(path), OmegaConf.create()).status()   # reading the state needs no config
     state, error = status["state"], status.get("error")
     job = status.get("slurm_job_id") or (f"pid {status['pid']}" if status.get("pid") else None)
     verified = True

@@ -31,7 +31,8 @@ def storage_url(space: str, url: str | None) -> str:
     for scheme in ("sqlite:///", "journal://"):
         if url.startswith(scheme):
             path = Path(url[len(scheme):]).expanduser().absolute()
-            check(path.parent.is_dir(), "storage", url, f"the folder {path.parent} does not exist: create it or fix the path")
+            check(path.parent.is_dir(), "storage", url,
+                  f"the folder {path.parent} does not exist: create it or fix the path")
             return f"{scheme.rstrip('/')}//{path}" if scheme == "journal://" else f"sqlite:///{path}"
     return url
 
@@ -57,17 +58,19 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(url[len("journal://"):]))
         except OSError as error:
             raise ConfigError("storage", url, f"cannot open the journal file: {error}") from None
-    connect = {"timeout": 60} if url.startswith("sqlite") else {"connect_timeout": 10} if url.startswith("postgres") else {}
+    connect = ({"timeout": 60} if url.startswith("sqlite") else
+               {"connect_timeout": 10} if url.startswith("postgres") else {})
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect} if connect else None)
     except ImportError as error:
         cause = str(error.__cause__ or error).splitlines()[0]
-        raise ConfigError("storage", shown(url), f"its database driver is not installed ({cause}): pip install it, or name "
-                          "an installed one (postgresql+psycopg2://...), or omit --storage for SQLite") from None
-    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, OSError, ValueError) as error:  # bad URL, refused, ...
+        raise ConfigError("storage", shown(url), f"its database driver is not installed ({cause}): pip install it, "
+                          "or name an installed one (postgresql+psycopg2://...), "
+                          "or omit --storage for SQLite") from None
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError, OSError, ValueError) as error:  # bad URL, refused
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("storage", shown(url), f"cannot open it ({type(error).__name__}: {first[:300]}): start the server "
-                          "or fix the URL; omit --storage for a SQLite file") from None
+        raise ConfigError("storage", shown(url), f"cannot open it ({type(error).__name__}: {first[:300]}): "
+                          "start the server or fix the URL; omit --storage for a SQLite file") from None
 
 
 def open_study(space: Space, storage, worker: int = 0, create: bool = False) -> optuna.Study:

@@ -208,7 +208,7 @@ def worker(space: str, storage: str, target: int, index: int = 0, root: str | No
         os.environ["RA3LAB_RUNS"] = runs
     loaded = load_space(space)
     study = open_study(loaded, open_storage(storage), worker=index)
-    done = []
+    done: list[dict] = []
     while (trial := claim(study, target, claims_lock(storage))) is not None:
         strict = not any(item["state"] != "PRUNED" for item in done)
         state = run_trial(loaded, study, trial, strict=strict)
