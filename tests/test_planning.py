@@ -78,7 +78,8 @@ RESULTS = ("values", "q", "policy", "iterations", "converged")
 def test_block_size_changes_no_result(mixed, monkeypatch, stop, masked):
     """One block, uneven blocks, one MDP per block: the same iterates, bit for bit, although the MDPs of
     a block stop at different sweeps."""
-    allowed = torch.rand(len(mixed), mixed.n_options, generator=torch.Generator().manual_seed(0)) < 0.6 if masked else None
+    draws = torch.rand(len(mixed), mixed.n_options, generator=torch.Generator().manual_seed(0))
+    allowed = draws < 0.6 if masked else None
     mdp_bytes = mixed.transitions[0].numel() * mixed.transitions.element_size()
     results = []
     for budget, expected in ((len(mixed), len(mixed)), (4, 3), (1, 1)):
@@ -96,7 +97,8 @@ def test_masks_and_the_product_free_first_sweep_do_not_change_the_iterates(famil
     allowed = torch.rand(len(smdp), smdp.n_options, generator=torch.Generator().manual_seed(0)) < 0.6
     allowed[:, 0] = True
     whole = value_iteration(smdp, allowed=allowed)
-    from_zero = value_iteration(smdp, allowed=allowed, initial=torch.zeros(len(smdp), smdp.n_states, dtype=torch.float64))
+    zeros = torch.zeros(len(smdp), smdp.n_states, dtype=torch.float64)
+    from_zero = value_iteration(smdp, allowed=allowed, initial=zeros)
     assert torch.allclose(whole.values, from_zero.values, rtol=0, atol=1e-12)  # the product-free first sweep
     assert torch.equal(whole.iterations, from_zero.iterations)
     assert (whole.q[~allowed.unsqueeze(-1).expand_as(whole.q)] == float("-inf")).all()
@@ -148,10 +150,12 @@ def test_blocks_hold_what_the_budget_allows_evened_out(monkeypatch):
 def test_an_smdp_with_no_decision_anywhere_has_zero_value(family):
     smdp = family.abstract
     none = torch.zeros(smdp.n_options, dtype=torch.bool)
-    assert torch.equal(value_iteration(smdp, allowed=none).values, torch.zeros(len(smdp), smdp.n_states, dtype=torch.float64))
+    zeros = torch.zeros(len(smdp), smdp.n_states, dtype=torch.float64)
+    assert torch.equal(value_iteration(smdp, allowed=none).values, zeros)
 
 
-@pytest.mark.parametrize("kwargs, field", [({"tol": 0.0}, "tol"), ({"max_iter": 0}, "max_iter"), ({"stop": "l2"}, "stop")])
+@pytest.mark.parametrize("kwargs, field", [({"tol": 0.0}, "tol"), ({"max_iter": 0}, "max_iter"),
+                                           ({"stop": "l2"}, "stop")])
 def test_bad_arguments_name_the_field(family, kwargs, field):
     with pytest.raises(ConfigError, match=field):
         value_iteration(family.abstract, **kwargs)

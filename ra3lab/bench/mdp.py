@@ -156,7 +156,7 @@ def run(n_mdps: int = 1000, n_states: int = 64, n_options: int = 16, gamma: floa
         planning.value_iteration(smdp, tol=tol, stop="span", max_iter=MAX_ITER)), repeats)
     ours, iterations = median(ours_repeats), results[-1].iterations.numpy()
 
-    peer_transitions = np.ascontiguousarray((smdp.transitions / gamma).numpy())  # (B, A, S, S), C order as hiive expects
+    peer_transitions = np.ascontiguousarray((smdp.transitions / gamma).numpy())  # (B, A, S, S), C order for hiive
     peer_rewards = np.ascontiguousarray(smdp.rewards.transpose(1, 2).numpy())  # (B, S, A): hiive reads R[:, a]
     peer_runs = [_peer(peer_transitions, peer_rewards, gamma, tol, progress) for _ in range(repeats)]
     peer_values, peer_iterations = peer_runs[-1][:2]
