@@ -1,5 +1,6 @@
-"""Shared fixtures: every test writes runs into its own temporary folder; tests marked `cluster`
-get the local SLURM cluster (or are skipped, with the reason, where there is none)."""
+"""Shared fixtures: every test writes runs into its own temporary folder; the tiny model that thinks, built
+once per test process; tests marked `cluster` get the local SLURM cluster (or are skipped, with the reason,
+where there is none)."""
 
 import fcntl
 import hashlib
@@ -20,6 +21,23 @@ def isolated_runs(tmp_path, monkeypatch):
     """Point RA3LAB_RUNS at a fresh folder so tests never see or touch the user's runs/."""
     monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def thinking_model():
+    """(model, tokenizer, codec): a tiny Llama (hidden 32, 2 layers) pre-trained on 120 CodeWorld programs that
+    carry an intent comment before every skill, each ending with eos, so that it thinks and knows where a
+    function ends. Shared by every test of a process: tests must not train it in place."""
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import LineCodec, build_model, train_ntp, train_tokenizer
+
+    programs = CodeWorld(comment_fraction=1.0).sample(120, seed=0)
+    tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=320)
+    codec = LineCodec(tokenizer)
+    model = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0)
+    train_ntp(model, [codec.encode_lines(p.lines())[0] + [codec.eos_id] for p in programs], steps=80, batch_size=16,
+              lr=1e-2)
+    return model, tokenizer, codec
 
 
 # --- the local SLURM cluster (`make slurm-up`), for tests marked `cluster` -------------------

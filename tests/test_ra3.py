@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from ra3lab.codeworld import CodeWorld
 from ra3lab.errors import ConfigError
-from ra3lab.lm import LineCodec, build_model, token_logprobs, train_ntp, train_tokenizer
+from ra3lab.lm import build_model, token_logprobs
 from ra3lab.ra3 import em
 from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
 from ra3lab.ra3.evaluate import elbo_terms, heldout_nll
@@ -29,13 +29,9 @@ MIDTRAIN = {"batch_size": 4, "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")
-def world():
-    """A tiny model that writes intent comments (pre-trained on a corpus where every skill has one)."""
-    programs = CodeWorld(comment_fraction=1.0).sample(120, seed=0)
-    tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=320)
-    codec = LineCodec(tokenizer)
-    model = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0)
-    train_ntp(model, [codec.encode_lines(p.lines())[0] for p in programs], steps=60, batch_size=16, lr=1e-2)
+def world(thinking_model):
+    """The tiny model that writes intent comments (conftest), with a corpus of plain snippets to think in."""
+    model, tokenizer, codec = thinking_model
     plain = CodeWorld(comment_fraction=0.0).sample(12, seed=1)
     snippets = [p.lines(comments=False) for p in plain]
     corpus = Corpus(snippets, [[t >= HEADER for t in range(len(s))] for s in snippets],

@@ -13,20 +13,14 @@ from ra3lab.codeworld import CodeWorld
 from ra3lab.errors import ConfigError
 from ra3lab.evaluation import EvalConfig, SandboxPool, evaluate
 from ra3lab.evaluation.solve import budget, thinking
-from ra3lab.lm import HFGenerator, LineCodec, build_model, train_ntp, train_tokenizer
+from ra3lab.lm import HFGenerator
 from ra3lab.lm.generate import DecisionGreedy, completion_of
 
 
 @pytest.fixture(scope="module")
-def world():
-    """A tiny model pre-trained on CodeWorld programs that carry an intent comment before every skill, each
-    program ending with eos (so the model learns where a function ends)."""
-    programs = CodeWorld(comment_fraction=1.0).sample(120, seed=0)
-    tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=320)
-    codec = LineCodec(tokenizer)
-    model = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0)
-    train_ntp(model, [codec.encode_lines(p.lines())[0] + [codec.eos_id] for p in programs], steps=80, batch_size=16,
-              lr=1e-2)
+def world(thinking_model):
+    """The tiny model that thinks (conftest) and six held-out CodeWorld tasks."""
+    model, tokenizer, codec = thinking_model
     tasks = CodeWorld().tasks(6, "heldout", seed=3)
     return model, tokenizer, codec, tasks
 
