@@ -99,7 +99,7 @@ def _compose_point(name: str, overrides: list[str], quick: bool,
         raise _explain(name, error) from None
     OmegaConf.resolve(config)
     check_types(resolved_defaults, config)
-    return config
+    return one_name_as_list(resolved_defaults, config)
 
 
 def _compose(name: str, overrides: list[str]) -> DictConfig:
@@ -194,6 +194,22 @@ def check_types(defaults: DictConfig, config: DictConfig) -> None:
         scalar_for_list = isinstance(default, list) and _kind(value) in (int, float, str)
         hint = f"; one value is written {field}=[{value}]" if scalar_for_list else ""
         raise ConfigError(field, value, f"must be {_expected(default)}, like its default {default!r}{hint}")
+
+
+def one_name_as_list(defaults: DictConfig, config: DictConfig) -> DictConfig:
+    """``config`` with one name given for a list of names (``inits=ntp``) made that list (``[ntp]``), so a
+    study iterates over names, never over a name's letters."""
+    def names_given_alone(default, value, path):
+        if isinstance(default, dict) and isinstance(value, dict):
+            for key in (key for key in default if key in value):
+                yield from names_given_alone(default[key], value[key], f"{path}{key}.")
+        elif isinstance(default, list) and isinstance(_item_prototype(default), str) and isinstance(value, str):
+            yield path.removesuffix("."), value
+
+    found = list(names_given_alone(OmegaConf.to_container(defaults), OmegaConf.to_container(config), ""))
+    for path, name in found:
+        OmegaConf.update(config, path, [name], merge=False)
+    return config
 
 
 def _in_point(error: ConfigError, overrides: list[str]) -> ConfigError:

@@ -120,12 +120,15 @@ def test_reusing_a_run_from_other_code_says_so(capsys, isolated_runs):
 def test_compose_points_gives_what_hydra_composes():
     from omegaconf import OmegaConf
 
-    from ra3lab.config import _compose, compose_points, quick_overrides
+    from ra3lab.config import _compose, compose_points, one_name_as_list, quick_overrides
 
     def hydra(point, quick):
-        config = _compose("t2_pruning", (quick_overrides("t2_pruning") if quick else []) + point)
-        OmegaConf.resolve(config)
-        return config
+        """Hydra's own composition, one name given for a list of names made a list (``rule=top_k``)."""
+        configs = [_compose("t2_pruning", (quick_overrides("t2_pruning") if quick else []) + extra)
+                   for extra in ([], point)]
+        for config in configs:
+            OmegaConf.resolve(config)
+        return one_name_as_list(*configs)
 
     points = [["seed=3"], ["env=star", "seed=1"], ["+rule_kwargs.k=4", "rule=top_k"], ["env=star", "env.n_corridors=5"],
               ["~rule_kwargs"]]
@@ -156,7 +159,8 @@ def test_a_value_of_the_wrong_type_is_refused_before_any_work(argv, field, hint,
 def test_types_follow_the_experiments_own_values():
     config = compose_experiment("t3_horizon", ["gammas=[1]", "eps=1", "learner.seeds=3"])
     assert list(config.gammas) == [1] and config.eps == 1 and config.learner.seeds == 3   # an int is a number
-    assert compose_experiment("t2_pruning", ["rule=top_k"]).rule == "top_k"        # a list of names takes one name
+    assert list(compose_experiment("t2_pruning", ["rule=top_k"]).rule) == ["top_k"]   # one name: a list of it
+    assert list(compose_experiment("codeworld_rlvr", ["inits=ntp"]).inits) == ["ntp"]  # never the name's letters
     assert compose_experiment("t4_abstraction", ["vocab_sizes=null"]).vocab_sizes is None   # the study judges None
     assert compose_experiment("t3_horizon", ["+extra=abc"]).extra == "abc"            # new keys have no type yet
 
