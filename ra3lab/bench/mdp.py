@@ -5,10 +5,10 @@ over 4 primitive actions) with the same span stopping rule, so they take the sam
 at the same iterate. The peer gets ``P = transitions / gamma`` (sub-stochastic) and ``R = rewards``,
 which makes its ``V = max_a R_a + gamma P_a V`` the SMDP Bellman operator exactly.
 
-Every time is the median of ``repeats`` runs (the machine is shared and noisy); the ratios are
-computed from the reported medians. Units: times in seconds (wall clock, ``time.perf_counter``);
-bandwidths in GB/s (1e9 bytes per second); sizes in bytes; values in reward units;
-``speedup`` = peer seconds / our seconds.
+Both are timed in turn, ``repeats`` times each, and every time reported is a median (the machine is
+shared and noisy); the ratios are computed from the reported medians. Units: times in seconds (wall
+clock, ``time.perf_counter``); bandwidths in GB/s (1e9 bytes per second); sizes in bytes; values in
+reward units; ``speedup`` = peer seconds / our seconds.
 """
 
 from __future__ import annotations
@@ -75,6 +75,20 @@ def _peer(transitions: np.ndarray, rewards: np.ndarray, gamma: float, tol: float
         total += end - begin
         values[b], iterations[b] = vi.V, vi.iter
     return values, iterations, total, run_only
+
+
+def _alternate(smdp, gamma: float, tol: float, repeats: int, progress: bool):
+    """Our solver and the peer's loop timed in turn, ``repeats`` times each, so that both meet the same load
+    on a shared machine: (our last VIResult, our seconds per call, the peer's runs as _peer returns them)."""
+    peer_transitions = np.ascontiguousarray((smdp.transitions / gamma).numpy())  # (B, A, S, S), C order for hiive
+    peer_rewards = np.ascontiguousarray(smdp.rewards.transpose(1, 2).numpy())  # (B, S, A): hiive reads R[:, a]
+    ours, peer_runs = [], []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        result = planning.value_iteration(smdp, tol=tol, stop="span", max_iter=MAX_ITER)
+        ours.append(time.perf_counter() - begin)
+        peer_runs.append(_peer(peer_transitions, peer_rewards, gamma, tol, progress))
+    return result, ours, peer_runs
 
 
 def _seconds(work, repeats: int) -> list[float]:
@@ -151,18 +165,12 @@ def run(n_mdps: int = 1000, n_states: int = 64, n_options: int = 16, gamma: floa
                           tau_min=TAU_MIN, tau_max=TAU_MAX, gamma=gamma, seed=seed)
     smdp = family.abstract   # option models: shared input, not timed
 
-    results = []
-    ours_repeats = _seconds(lambda: results.append(
-        planning.value_iteration(smdp, tol=tol, stop="span", max_iter=MAX_ITER)), repeats)
-    ours, iterations = median(ours_repeats), results[-1].iterations.numpy()
-
-    peer_transitions = np.ascontiguousarray((smdp.transitions / gamma).numpy())  # (B, A, S, S), C order for hiive
-    peer_rewards = np.ascontiguousarray(smdp.rewards.transpose(1, 2).numpy())  # (B, S, A): hiive reads R[:, a]
-    peer_runs = [_peer(peer_transitions, peer_rewards, gamma, tol, progress) for _ in range(repeats)]
+    result, ours_repeats, peer_runs = _alternate(smdp, gamma, tol, repeats, progress)
+    ours, iterations = median(ours_repeats), result.iterations.numpy()
     peer_values, peer_iterations = peer_runs[-1][:2]
     peer_repeats, peer_run_only_repeats = [one[2] for one in peer_runs], [one[3] for one in peer_runs]
     peer, peer_run_only = median(peer_repeats), median(peer_run_only_repeats)
-    max_diff = float(np.abs(results[-1].values.numpy() - peer_values).max())
+    max_diff = float(np.abs(result.values.numpy() - peer_values).max())
     report = {
         "n_mdps": n_mdps, "n_states": n_states, "n_options": n_options, "n_actions": N_ACTIONS,
         "tau_min": TAU_MIN, "tau_max": TAU_MAX, "gamma": gamma, "tol": tol, "repeats": repeats,

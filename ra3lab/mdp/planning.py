@@ -127,14 +127,13 @@ def value_iteration(
         iterations += 1
         active &= _change_size(values, stop) >= threshold
     models, q = smdp.successor_major(), torch.empty(B, 1, Z * S, dtype=dtype)
-    policy = torch.empty(B, S, dtype=torch.long)
     size = block_mdps(B, Z * S * S * smdp.transitions.element_size())
     for first in range(0, B, size):
         part = slice(first, min(first + size, B))
         _solve_block(models[part], rewards[part], values[part], iterations[part], active[part], q[part],
                      threshold[part], stop, int(initial is None), max_iter, allowed is not None)
-        policy[part] = greedy_values(q[part].view(-1, Z, S))[1]
-    return VIResult(values, q.view(B, Z, S), policy, iterations, ~active)
+    q = q.view(B, Z, S)
+    return VIResult(values, q, greedy_values(q)[1], iterations, ~active)
 
 
 def _change_size(change: torch.Tensor, stop: str, out: torch.Tensor | None = None) -> torch.Tensor:
