@@ -1,6 +1,6 @@
 """`ra3lab bench mdp` at tiny scale: the report's contract (keys, agreement with mdptoolbox-hiive,
-ratios computed from the reported medians, the block and caches the solver used) and refusal of bad
-input. No timing assertions: machines are noisy."""
+ratios computed from the reported medians, the caches the in-cache figures were sized from) and refusal of
+bad input. No timing assertions: machines are noisy."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from statistics import median
 import pytest
 
 from ra3lab.bench import BENCHMARKS
-from ra3lab.bench.mdp import meets_target, run
+from ra3lab.bench.mdp import cache_sizes, meets_target, run
 from ra3lab.errors import ConfigError
-from ra3lab.mdp import planning
 
 pytest.importorskip("hiive.mdptoolbox.mdp")
 
 N_MDPS, N_STATES, N_OPTIONS = 20, 12, 4
-KEYS = {"ours_s", "ours_repeats_s", "peer_s", "peer_repeats_s", "peer_run_only_s", "peer_run_only_repeats_s", "speedup",
+KEYS = {"ours_s", "ours_repeats_s", "ours_compile_s",
+        "peer_s", "peer_repeats_s", "peer_run_only_s", "peer_run_only_repeats_s", "speedup",
         "speedup_run_only", "max_abs_value_diff", "values_agree", "iterations_agree", "mean_iterations", "model_bytes",
-        "block_mdps", "block_bytes", "cache_levels", "cache_bytes", "bellman_bandwidth_gbs",
-        "memory_copy_bandwidth_gbs", "cache_copy_bandwidth_gbs", "cache_backup_bandwidth_gbs",
+        "mdp_bytes", "cache_levels", "cache_bytes", "bellman_bandwidth_gbs",
+        "memory_copy_bandwidth_gbs", "cache_copy_bandwidth_gbs", "cache_sweep_bandwidth_gbs",
         "bandwidth_vs_memory_copy", "bandwidth_vs_cache_copy", "peer", "threads", "load_average", "target_speedup",
         "target_speedup_run_only", "meets_target", "notes"}
 
@@ -73,13 +73,22 @@ def test_target_needs_both_ratios_and_the_same_answers(changes, expected):
     assert meets_target({**passing, **changes}) is expected
 
 
-def test_reports_the_block_the_solver_used(report):
+def test_reports_model_sizes_and_caches(report):
     mdp_bytes = N_OPTIONS * N_STATES**2 * 8
-    assert report["model_bytes"] == N_MDPS * mdp_bytes
-    assert report["block_mdps"] == planning.block_mdps(N_MDPS, mdp_bytes)
-    assert report["block_bytes"] == report["block_mdps"] * mdp_bytes
-    caches = planning.cache_sizes()
-    assert dict(zip(report["cache_levels"], report["cache_bytes"])) == caches
+    assert (report["model_bytes"], report["mdp_bytes"]) == (N_MDPS * mdp_bytes, mdp_bytes)
+    assert dict(zip(report["cache_levels"], report["cache_bytes"])) == cache_sizes()
+    assert report["cache_sweep_bandwidth_gbs"] > 0
+
+
+def test_cache_sizes_read_data_and_unified_caches(tmp_path):
+    caches = [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "32M")]
+    for index, (level, kind, size) in enumerate(caches):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{text}\n")
+    assert cache_sizes(tmp_path) == {1: 48 * 2**10, 2: 2 * 2**20, 3: 32 * 2**20}
+    assert cache_sizes(tmp_path / "absent") == {}
 
 
 @pytest.mark.parametrize("field, value", [("n_mdps", 0), ("n_states", 1), ("n_options", 0), ("gamma", 1.0),

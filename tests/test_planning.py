@@ -11,8 +11,6 @@ from ra3lab.errors import ConfigError
 from ra3lab.mdp import planning
 from ra3lab.mdp.planning import (
     bellman_q,
-    block_budget,
-    cache_sizes,
     greedy_values,
     optimal_values,
     policy_evaluation,
@@ -75,21 +73,28 @@ RESULTS = ("values", "q", "policy", "iterations", "converged")
 
 @pytest.mark.parametrize("stop", planning.STOPPING_RULES)
 @pytest.mark.parametrize("masked", [False, True])
-def test_block_size_changes_no_result(mixed, monkeypatch, stop, masked):
-    """One block, uneven blocks, one MDP per block: the same iterates, bit for bit, although the MDPs of
-    a block stop at different sweeps."""
+def test_threads_and_batch_order_change_no_result(mixed, stop, masked):
+    """1 or 2 threads, the batch reversed, each MDP alone: the same iterates, bit for bit, although the MDPs
+    stop at different sweeps."""
     draws = torch.rand(len(mixed), mixed.n_options, generator=torch.Generator().manual_seed(0))
     allowed = draws < 0.6 if masked else None
-    mdp_bytes = mixed.transitions[0].numel() * mixed.transitions.element_size()
-    results = []
-    for budget, expected in ((len(mixed), len(mixed)), (4, 3), (1, 1)):
-        monkeypatch.setattr(planning, "BLOCK_BYTES", budget * mdp_bytes)
-        assert planning.block_mdps(len(mixed), mdp_bytes) == expected
-        results.append(value_iteration(mixed, stop=stop, allowed=allowed))
-    assert len(set(results[0].iterations.tolist())) == len(mixed)
-    for blocked in results[1:]:
-        for name in RESULTS:
-            assert torch.equal(getattr(results[0], name), getattr(blocked, name)), name
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = value_iteration(mixed, stop=stop, allowed=allowed)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(set(one_thread.iterations.tolist())) == len(mixed)
+    order = torch.arange(len(mixed) - 1, -1, -1)
+    reversed_batch = value_iteration(mixed.select(order), stop=stop,
+                                     allowed=None if allowed is None else allowed[order])
+    alone = [value_iteration(mixed.select(torch.tensor([b])), stop=stop,
+                             allowed=None if allowed is None else allowed[b:b + 1]) for b in range(len(mixed))]
+    for name in RESULTS:
+        expected = getattr(one_thread, name)
+        assert torch.equal(getattr(value_iteration(mixed, stop=stop, allowed=allowed), name), expected), name
+        assert torch.equal(getattr(reversed_batch, name)[order], expected), name
+        assert torch.equal(torch.cat([getattr(one, name) for one in alone]), expected), name
 
 
 def test_masks_and_the_product_free_first_sweep_do_not_change_the_iterates(family):
@@ -104,9 +109,9 @@ def test_masks_and_the_product_free_first_sweep_do_not_change_the_iterates(famil
     assert (whole.q[~allowed.unsqueeze(-1).expand_as(whole.q)] == float("-inf")).all()
 
 
-def test_each_mdp_keeps_the_iterate_it_stopped_at_and_max_iter_cuts_the_rest(mixed, monkeypatch):
+def test_each_mdp_keeps_the_iterate_it_stopped_at_and_max_iter_cuts_the_rest(mixed):
     """Against plain Bellman backups V_k = max_z (R_z + P_z V_{k-1}): an MDP that stopped at sweep k < 8
-    keeps V_k while its block sweeps on; the ones max_iter = 8 cut get V_8, unconverged."""
+    keeps V_k; the ones max_iter = 8 cut get V_8, unconverged."""
     iterates = [torch.zeros(len(mixed), mixed.n_states, dtype=torch.float64)]
     for _ in range(8):
         iterates.append(greedy_values(bellman_q(mixed, iterates[-1]))[0])
@@ -118,33 +123,12 @@ def test_each_mdp_keeps_the_iterate_it_stopped_at_and_max_iter_cuts_the_rest(mix
     assert torch.allclose(result.q, bellman_q(mixed, result.values), rtol=1e-14, atol=0)
 
 
-def test_an_mdp_the_first_sweep_stops_keeps_it_while_its_block_sweeps_on(mixed):
+def test_an_mdp_the_first_sweep_stops_keeps_it_while_the_others_sweep_on(mixed):
     rewards = mixed.rewards.clone()
     rewards[0] = 1.0                                                   # V_1 = 1 everywhere: span 0 at sweep 1
     result = value_iteration(SMDP(mixed.transitions, rewards, mixed.start, mixed.gamma), stop="span")
     assert result.iterations[0] == 1 and result.converged[0] and (result.values[0] == 1.0).all()
     assert (result.iterations[1:] > 1).all()
-
-
-def test_cache_sizes_read_data_and_unified_caches(tmp_path):
-    caches = [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "32M")]
-    for index, (level, kind, size) in enumerate(caches):
-        folder = tmp_path / f"index{index}"
-        folder.mkdir()
-        for name, text in (("level", level), ("type", kind), ("size", size)):
-            (folder / name).write_text(f"{text}\n")
-    sizes = cache_sizes(tmp_path)
-    assert sizes == {1: 48 * 2**10, 2: 2 * 2**20, 3: 32 * 2**20}
-    assert block_budget(sizes) == 8 * 2**20                           # a quarter of the last level
-    assert cache_sizes(tmp_path / "absent") == {}
-    assert block_budget({}) == planning.DEFAULT_CACHE_BYTES // 4
-
-
-def test_blocks_hold_what_the_budget_allows_evened_out(monkeypatch):
-    monkeypatch.setattr(planning, "BLOCK_BYTES", 1000)
-    assert planning.block_mdps(25, 100) == 9                          # 9 + 9 + 7, not 10 + 10 + 5
-    assert planning.block_mdps(5, 100) == 5
-    assert planning.block_mdps(25, 2000) == 1                         # an MDP over budget: one at a time
 
 
 def test_an_smdp_with_no_decision_anywhere_has_zero_value(family):

@@ -122,7 +122,7 @@ class SMDP:
 
     def __post_init__(self):
         # Stored successor-major (memory order B, S', Z, S): a Bellman backup then reads each MDP's
-        # models as one contiguous (S', Z S) matrix, the layout torch's batched products run fastest.
+        # models as one contiguous (S', Z S) matrix, row by row, the order the compiled sweeps stream.
         if not self.transitions.permute(0, 3, 1, 2).is_contiguous():
             object.__setattr__(self, "transitions",
                                self.transitions.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1))
