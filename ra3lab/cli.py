@@ -10,7 +10,8 @@
     ra3lab demo [--full] [--json]
     ra3lab plot convergence <run-dir | curves.csv> [threshold=T] [--out DIR]
     ra3lab plot theory [--out DIR]
-    ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN [--out DIR]
+    ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN|auc|final|steps_to_threshold [threshold=T]
+                        [reduce=iqm|mean|median] [--out DIR]
     ra3lab list
 
 With ``--json`` (anywhere on the line) the last line of stdout is exactly one JSON object: the
@@ -186,10 +187,12 @@ def cmd_plot(args) -> dict:
         raise ConfigError("source", None, f"`ra3lab plot {args.kind}` needs a run directory, file or sweep")
     if args.kind == "convergence":
         return paper.convergence(Path(args.source), out, **params)
-    for key in ("x", "y", "value"):
-        if key not in params:
-            raise ConfigError(key, None, "`ra3lab plot heatmap <sweep>` needs x=KEY y=KEY value=COLUMN")
-    return paper.heatmap(find_sweep_dir(args.source), out, params["x"], params["y"], params["value"])
+    takes = list(inspect.signature(paper.heatmap).parameters)[2:]      # after the sweep and the output folder
+    for key in [*params, "x", "y", "value"]:
+        if key not in takes or key not in params:
+            raise ConfigError(key, params.get(key), "`ra3lab plot heatmap <sweep>` takes x=KEY y=KEY value=COLUMN "
+                              "(or auc, final, steps_to_threshold) [threshold=T] [reduce=iqm|mean|median] [reps=N]")
+    return paper.heatmap(find_sweep_dir(args.source), out, **params)
 
 
 def cmd_list(args) -> dict:
@@ -280,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("kind", choices=["convergence", "theory", "heatmap"])
     plot.add_argument("source", nargs="?", help="convergence: a codeworld_rlvr run dir or curves.csv; heatmap: a sweep")
     plot.add_argument("params", nargs="*", default=[],
-                      help="key=value: threshold=0.5 (convergence); x=, y=, value= (heatmap)")
+                      help="key=value: threshold=0.5 (convergence); x=, y=, value=, threshold=, reduce= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")
 
     add("list", cmd_list, "list experiments, environments, sweeps and search spaces, each with its description",

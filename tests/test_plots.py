@@ -9,7 +9,6 @@ from scipy.stats import norm
 from ra3lab import stats
 from ra3lab.errors import ConfigError
 from ra3lab.plots.curves import convergence_figure
-from ra3lab.plots.heatmap import sweep_heatmap
 from ra3lab.plots.style import ARMS, color, label, order, save
 from ra3lab.plots.tables import convergence_table, run_scores, to_latex, to_markdown
 from ra3lab.plots.theory import theory_figure
@@ -158,28 +157,6 @@ def test_latex_and_markdown_tables_carry_points_intervals_and_minimum_detectable
     assert to_latex(pd.DataFrame({"a_b": [1.5]}, index=["x%"])).splitlines()[2] == r" & a\_b \\"
 
 
-def test_the_heatmap_cells_are_the_seed_means(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = [{"budget": budget, "penalty": penalty, "seed": seed, "state": "done",
-             "regret": budget / 10 + penalty + rng.normal(0, 0.1)}
-            for budget in (2, 4, 8) for penalty in (0.01, 0.05, 0.2) for seed in range(3)]
-    rows += [{"budget": 16, "penalty": 0.05, "seed": 0, "state": "pending", "regret": np.nan}]
-    aggregate = pd.DataFrame(rows)
-    fig = sweep_heatmap(aggregate, x="penalty", y="budget", value="regret")
-    ax, colorbar = fig.axes
-    cells = ax.images[0].get_array()
-    expected = aggregate.groupby(["budget", "penalty"])["regret"].mean().unstack("penalty")
-    assert cells.shape == (4, 3) and np.allclose(cells[:3], expected.to_numpy()[:3]) and cells.mask[3].all()
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.05", "0.2"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["2", "4", "8", "16"]
-    texts = [t.get_text() for t in ax.texts]
-    assert texts[0] == f"{expected.iloc[0, 0]:.3g}" and texts[-3:] == ["–"] * 3
-    assert colorbar.get_ylabel() == "regret (mean over runs)"
-    median = sweep_heatmap(aggregate, "penalty", "budget", "regret", reduce="median").axes[0].images[0].get_array()
-    assert np.allclose(median[:3], aggregate.groupby(["budget", "penalty"])["regret"].median().unstack().to_numpy()[:3])
-    assert all(path.exists() for path in save(fig, tmp_path, "surface"))
-
-
 def test_the_theory_figure_sets_measured_beside_predicted(tmp_path):
     items = [
         {"name": "pruning slope", "measured": -0.48, "low": -0.55, "high": -0.41,
@@ -233,10 +210,6 @@ def test_bad_tables_and_names_are_config_errors(table):
     assert field(convergence_table, table, threshold=50) == "threshold"
     assert field(convergence_table, table, threshold=0.5, alpha=1.5) == "alpha"
     assert field(convergence_table, table, threshold=0.5, power=0.0) == "power"
-    aggregate = pd.DataFrame({"budget": [2, 4], "penalty": [0.1, 0.1], "regret": [1.0, 2.0]})
-    assert field(sweep_heatmap, aggregate, "penalty", "budget", "return") == "return"
-    assert field(sweep_heatmap, aggregate, "penalty", "budget", "regret", reduce="max") == "reduce"
-    assert field(sweep_heatmap, aggregate.assign(regret=None), "penalty", "budget", "regret") == "regret"
     assert field(theory_figure, []) == "items"
     assert field(theory_figure, [{"name": "a", "measured": 1.0}]) == "items[0].predicted"
     assert field(theory_figure, [{"name": "a", "measured": 1.0, "predicted": 1, "colour": "red"}]) == "items[0].colour"

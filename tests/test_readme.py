@@ -32,7 +32,7 @@ OTHER_PROGRAMS = {"make", "cat", "optuna-dashboard"}          # shell lines in t
 READER_INPUT = ("<id>", "code.jsonl", "mbpp.jsonl", "/shared/")   # paths the reader fills in or brings
 NEEDS_RUNS = (["plot", "theory"],)                           # draws what `ra3lab theory check` stored
 NEEDS_SWEEP = (["status"], ["plot", "heatmap"])             # read a launched sweep
-TINY_T4 = ["surface.budgets=[2]", "surface.penalties=[0.0]", "seed=0", "trials=2", "rl_budgets=[250]",
+TINY_T4 = ["surface.budgets=[2],[4]", "surface.penalties=[0.0],[1.0]", "seed=0", "trials=2", "rl_budgets=[250]",
            "vocab_sizes=[32]", "sample_sizes=[4]", "surface.n_samples=8"]
 
 
@@ -133,13 +133,14 @@ def test_every_readme_command_runs_or_validates(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_readme_sweep_commands_read_a_launched_sweep(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["sweep", "t4_budget_penalty", *TINY_T4, "--workers", "1", "--json"]) == 0   # one tiny point
+    assert main(["sweep", "t4_budget_penalty", *TINY_T4, "--workers", "1", "--json"]) == 0   # 2 x 2 tiny points
     readers = [argv for argv in commands() if needs_sweep(argv)]
     assert sorted(argv[0] for argv in readers) == ["plot", "status"]
     for argv in readers:
         check(argv, tmp_path)
-    assert sorted(path.name for path in (tmp_path / "figures").iterdir()) == ["heatmap_t4_budget_penalty.pdf",
-                                                                               "heatmap_t4_budget_penalty.png"]
+    name = "heatmap_t4_budget_penalty_surface_best_regret"
+    assert sorted(path.name for path in (tmp_path / "figures").iterdir()) == [f"{name}.{suffix}"
+                                                                               for suffix in ("csv", "pdf", "png")]
 
 
 @pytest.mark.parametrize("argv, shown", error_examples())

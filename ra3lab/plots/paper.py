@@ -5,12 +5,14 @@
 - ``theory``: theory next to practice from the theory experiments' and the CodeWorld study's
   summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
   tau, and RA3's thought rate against the penalty c;
-- ``heatmap``: a sweep's aggregate table as a (x, y) surface of one value, seeds averaged.
+- ``heatmap``: one value of a sweep's runs (a summary column, or a measure of each run's RLVR curve) over two
+  swept keys, each cell the IQM over the other keys (seeds) with a 95% bootstrap interval, and its table.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,7 @@ import pandas as pd
 from ra3lab.errors import check
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
-from ra3lab.plots.heatmap import sweep_heatmap
+from ra3lab.plots.heatmap import heatmap_cells, sweep_heatmap, sweep_runs
 from ra3lab.plots.tables import convergence_table, to_latex, to_markdown
 from ra3lab.plots.theory import theory_figure
 from ra3lab.ra3.arms import ra3_by_penalty
@@ -83,8 +85,15 @@ def theory(runs: Path, out: Path) -> dict:
     return {"figures": [str(p) for p in figures]}
 
 
-def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str) -> dict:
-    from ra3lab.sweep.aggregate import load_aggregate
-
-    figures = style.save(sweep_heatmap(load_aggregate(sweep_dir), x, y, value), out, f"heatmap_{sweep_dir.parent.name}")
-    return {"figures": [str(p) for p in figures]}
+def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: float | None = None,
+            reduce: str = "iqm", reps: int = 2000) -> dict:
+    """Figure and cell table (:mod:`ra3lab.plots.heatmap`) of ``value`` over swept keys ``x`` and ``y``, the other
+    swept keys pooled, as heatmap_<sweep>_<value>.pdf, .png and .csv under ``out``; ``threshold``: the pass@1 of
+    value=steps_to_threshold. Returns the figures, the table's path and its cells (x, y, value, low, high, n)."""
+    check(value != "steps_to_threshold" or threshold is not None, "threshold", threshold,
+          "value=steps_to_threshold needs threshold=T, the held-out pass@1 to reach (in [0, 1])")
+    cells = heatmap_cells(sweep_runs(sweep_dir, threshold), x, y, value, reduce, reps)
+    name = "_".join(["heatmap", sweep_dir.parent.name, re.sub(r"[^\w.-]+", "_", value)])
+    figures = style.save(sweep_heatmap(cells, threshold), out, name)
+    cells.to_csv(out / f"{name}.csv", index=False)
+    return {"figures": [str(p) for p in figures], "table": str(out / f"{name}.csv"), "cells": cells.to_dict("records")}
