@@ -1,11 +1,14 @@
 """The ``ra3lab`` command.
 
-    ra3lab run <experiment> [key=value ...] [--quick] [--force] [--dry-run] [--json]
+    ra3lab run <experiment> [key=value ...] [--quick] [--force] [--dry-run] [--launcher local|slurm]
+               [--profile NAME|PATH] [--slurm KEY=VALUE ...] [--timeout S] [--json]
     ra3lab theory check [--quick] [--json]
-    ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME] [--workers N]
-                 [--dry-run] [--failed] [--timeout S] [--json]
+    ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME|PATH] [--slurm KEY=VALUE ...]
+                 [--workers N] [--dry-run] [--failed] [--timeout S] [--json]
     ra3lab status <sweep-dir | sweep> [--json]
-    ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME] [--trials N] [--json]
+    ra3lab show <run-dir | experiment/run-id> [--json]
+    ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME|PATH]
+                [--slurm KEY=VALUE ...] [--trials N] [--json]
     ra3lab bench <name> [key=value ...] [--json]
     ra3lab demo [--full] [--json]
     ra3lab plot convergence <run-dir | curves.csv> [threshold=T] [--out DIR]
@@ -17,7 +20,7 @@
 With ``--json`` (anywhere on the line) the last line of stdout is exactly one JSON object: the
 command's summary, or the error ({"error", "field"} for bad input, exit status 2; {"error", "run",
 "step", "cause"} for a run that failed, exit status 1). Progress and messages go to stderr. Without
-it, ``sweep`` and ``status`` print a table.
+it, ``sweep`` and ``status`` print a table, and ``run --launcher slurm --dry-run`` the sbatch script.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import cast
 
 import yaml
 
-from ra3lab.errors import ConfigError, RunError
+from ra3lab.errors import ConfigError, RunError, check
 
 
 class UsageError(ConfigError):
@@ -60,7 +63,15 @@ class Parser(argparse.ArgumentParser):
 
 def cmd_run(args) -> dict:
     from ra3lab.config import compose_experiment
+    from ra3lab.sweep.launch import check_launcher
 
+    if args.launcher == "slurm":
+        from ra3lab.sweep.job import run_on_slurm
+
+        return run_on_slurm(args.experiment, args.overrides, quick=args.quick, force=args.force, profile=args.profile,
+                            slurm=args.slurm, dry_run=args.dry_run, timeout_s=args.timeout)
+    check_launcher(args.launcher, args.profile, None, args.slurm)   # local: no profile, no --slurm
+    check(args.timeout is None, "timeout", args.timeout, "--timeout bounds the wait for a job: --launcher slurm")
     config = compose_experiment(args.experiment, args.overrides, quick=args.quick)
     if args.dry_run:
         from ra3lab.execute import prepare
@@ -103,7 +114,24 @@ def cmd_sweep(args) -> dict:
     from ra3lab.sweep.grid import run_sweep
 
     return run_sweep(args.sweep, args.overrides, launcher=args.launcher, profile=args.profile, workers=args.workers,
-                     dry_run=args.dry_run, failed_only=args.failed, timeout_s=args.timeout)
+                     dry_run=args.dry_run, failed_only=args.failed, timeout_s=args.timeout, slurm=args.slurm)
+
+
+def render_run(summary: dict) -> None:
+    """A SLURM dry run as its run directory, sbatch parameters and script; any other summary as JSON."""
+    if "sbatch" not in summary:
+        print(json.dumps(summary, indent=2, default=float))
+        return
+    print(f"[dry run] run {summary['experiment']}: {summary['run_dir']} ({'done' if summary['done'] else 'not done'})")
+    print_sbatch(summary["sbatch"], "would submit one job")
+
+
+def print_sbatch(sbatch: dict, what: str) -> None:
+    """The sbatch parameters and script of a dry run, after ``what`` would be submitted."""
+    print(f"{what} with sbatch parameters:")
+    for key, value in sbatch["parameters"].items():
+        print(f"  {key}: {value}")
+    print("sbatch script:\n" + (sbatch["script"] or "(none: nothing to launch)"))
 
 
 def render_sweep(summary: dict) -> None:
@@ -115,11 +143,7 @@ def render_sweep(summary: dict) -> None:
                extra={"action": [run["action"] for run in summary["runs"]]})
         n = len(summary["launch"])
         if "sbatch" in summary:
-            sbatch = summary["sbatch"]
-            print(f"would submit ONE array job of {n} task(s) with sbatch parameters:")
-            for key, value in sbatch["parameters"].items():
-                print(f"  {key}: {value}")
-            print("sbatch script:\n" + (sbatch["script"] or "(none: nothing to launch)"))
+            print_sbatch(summary["sbatch"], f"would submit ONE array job of {n} task(s)")
         else:
             print(f"would run {n} run(s) on {summary['workers']} local worker process(es)")
         return
@@ -156,13 +180,33 @@ def render_status(summary: dict) -> None:
     from ra3lab.sweep.status import render
 
     render(summary["runs"], summary["line"], title=summary["sweep_dir"])
+    for stage, line in summary.get("stages", {}).items():
+        print(f"stage {stage}: {line}")
+
+
+def cmd_show(args) -> dict:
+    from ra3lab.execute import runs_root
+    from ra3lab.stages import show
+
+    return show(runs_root(), args.run)
+
+
+def render_show(summary: dict) -> None:
+    print(f"{summary['run']}: {summary['state']}" + (f" ({summary['error']})" if summary.get("error") else ""))
+    for role, (run, state) in summary["upstream"].items():
+        print(f"  upstream {role}: {run} ({state})")
+    for run, state in summary["downstream"].items():
+        print(f"  downstream: {run} ({state})")
+    provenance = summary.get("provenance") or {}
+    print(f"  commit {provenance.get('commit')}, SLURM job {provenance.get('slurm_job_id')}, "
+          f"started {provenance.get('started')}")
 
 
 def cmd_tune(args) -> dict:
     from ra3lab.sweep.tune import tune
 
     return tune(args.space, storage=args.storage, workers=args.workers, launcher=args.launcher, profile=args.profile,
-                trials=args.trials, timeout_s=args.timeout)
+                trials=args.trials, timeout_s=args.timeout, slurm=args.slurm)
 
 
 def cmd_demo(args) -> dict:
@@ -216,6 +260,15 @@ def render_list(summary: dict) -> None:
     (console if console.is_terminal else Console(width=200)).print(table)
 
 
+def add_slurm_options(command: argparse.ArgumentParser, job: str) -> None:
+    """``--profile`` and ``--slurm key=value ...`` (the sbatch resources of ``job``) of ``command``."""
+    command.add_argument("--profile", help="cluster profile: a name in slurm/profiles/ or the path of a YAML file "
+                                           "(slurm only; default $RA3LAB_SLURM_PROFILE)")
+    command.add_argument("--slurm", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                         help=f"override the profile's keys for {job}, e.g. time=60 mem=16 gpus_per_node=2 "
+                              "(slurm only; after the Hydra overrides)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = Parser(prog="ra3lab", description="Study how mid-training shapes RL (RA3).")
     json_help = "print the summary, or the error, as one JSON object on the last line of stdout"
@@ -228,14 +281,17 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler, render=render)
         return command
 
-    run = add("run", cmd_run, "run one experiment (a YAML in experiments/) with Hydra overrides")
+    run = add("run", cmd_run, "run one experiment (a YAML in experiments/) with Hydra overrides", render_run)
     run.add_argument("experiment", help="name of a file in experiments/ (see `ra3lab list`)")
     run.add_argument("overrides", nargs="*", default=[],
                      help="Hydra overrides: key=value, env=<name>, +new_key=value")
     run.add_argument("--quick", action="store_true", help="apply the experiment's `quick:` overrides (small scale)")
     run.add_argument("--force", action="store_true", help="recompute even if the run's summary exists")
     run.add_argument("--dry-run", action="store_true", help="compose and validate the config, print the run "
-                     "directory and whether it is done; run nothing")
+                     "directory and whether it is done (and the sbatch script for slurm); run nothing")
+    run.add_argument("--launcher", default="local", help="local (in this process) or slurm (one job, waited for)")
+    add_slurm_options(run, "the run's job")
+    run.add_argument("--timeout", type=float, help="stop waiting for the job after this many seconds (slurm only)")
 
     theory = add("theory", cmd_theory_check, "check RA3's theory against exact computation (T1-T3)")
     theory.add_argument("action", choices=["check"])
@@ -255,8 +311,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", default=[],
                        help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
     sweep.add_argument("--launcher", default="local", help="local (a process pool) or slurm (one array job)")
-    sweep.add_argument("--profile",
-                       help="cluster profile in slurm/profiles/ (slurm only; default $RA3LAB_SLURM_PROFILE)")
+    add_slurm_options(sweep, "the array job")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
     sweep.add_argument("--dry-run", action="store_true", help="print every run and the sbatch script; submit nothing")
     sweep.add_argument("--failed", action="store_true", help="relaunch only the failed runs")
@@ -265,13 +320,17 @@ def parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "show the state of every run of a launched sweep", render_status)
     status.add_argument("sweep_dir", help="a sweep directory (runs/sweeps/<sweep>/<hash>) or a sweep name (its latest)")
 
+    show = add("show", cmd_show, "show one run: its state, the runs it consumes and the runs that consume it",
+               render_show)
+    show.add_argument("run", help="a run directory, or its id <experiment>/<run id> under the runs root")
+
     tune = add("tune", cmd_tune, "tune an experiment with Optuna (a search space sweeps/<space>_space.yaml)")
     tune.add_argument("space", help="search space name: sweeps/<space>_space.yaml")
     tune.add_argument("--storage",
                       help="sqlite:///path.db (default, in the tune dir), journal:///path.log, or an RDB URL")
     tune.add_argument("--workers", type=int, default=1, help="workers at once: local processes or SLURM array tasks")
     tune.add_argument("--launcher", default="local", help="local (processes) or slurm (one array job)")
-    tune.add_argument("--profile", help="cluster profile in slurm/profiles/ (slurm only)")
+    add_slurm_options(tune, "the workers' array job")
     tune.add_argument("--trials", type=int, help="the study's target of finished trials (default: the space's trials)")
     tune.add_argument("--timeout", type=float, help="stop waiting for the workers after this many seconds")
 

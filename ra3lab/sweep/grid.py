@@ -112,11 +112,12 @@ def select(the_plan: Plan, failed_only: bool = False) -> tuple[list[dict], list[
 
 def run_sweep(name: str, overrides: list[str] | tuple[str, ...] = (), *, launcher: str = "local",
               profile: str | None = None, workers: int | None = None, dry_run: bool = False, failed_only: bool = False,
-              timeout_s: float | None = None) -> dict:
+              timeout_s: float | None = None, slurm: list[str] | tuple[str, ...] = ()) -> dict:
     """Plan sweep ``name`` and launch its unfinished runs (see the module docstring); returns a summary:
     sweep_dir, counts by state after the launch, the launched indices, failures with their errors,
-    and for ``dry_run`` every run with its state and the sbatch script, with nothing written or submitted."""
-    loaded = check_launcher(launcher, profile, workers)
+    and for ``dry_run`` every run with its state and the sbatch script, with nothing written or submitted.
+    ``slurm``: ``--slurm key=value`` overrides of the profile."""
+    loaded = check_launcher(launcher, profile, workers, slurm)
     check(timeout_s is None or timeout_s > 0, "timeout", timeout_s, "must be > 0 seconds")
     the_plan = plan(name, overrides)
     before, selected = select(the_plan, failed_only)

@@ -17,7 +17,6 @@ import concurrent.futures
 import multiprocessing
 import os
 import shlex
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import Any, cast
 
 from ra3lab.errors import ConfigError, check, check_choice
 from ra3lab.sweep import slurm
-from ra3lab.sweep.profiles import executor_parameters, load_profile
+from ra3lab.sweep.profiles import executor_parameters, load_profile, python_command
 
 LAUNCHERS = ("local", "slurm")
 POLL_S = 1.0          # seconds between checks for result files
@@ -58,17 +57,22 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def check_launcher(launcher: str, profile, workers: int | None) -> dict | None:
-    """Validate the launcher options; returns the loaded profile for slurm. ConfigError naming the fix."""
+def check_launcher(launcher: str, profile, workers: int | None, slurm: list[str] | tuple[str, ...] = ()) -> dict | None:
+    """Validate the launcher options; returns the loaded profile (``slurm``: its ``--slurm key=value``
+    overrides) for slurm. ConfigError naming the fix."""
     check_choice("launcher", launcher, LAUNCHERS)
     if launcher == "local":
         check(profile is None, "profile", profile if isinstance(profile, str) else "(given)",
-              "profiles are for --launcher slurm; locally use --workers N")
+              "profiles are for --launcher slurm: add it, or drop --profile")
+        check(not slurm, "slurm", " ".join(slurm), "--slurm overrides are for --launcher slurm")
         check(workers is None or workers >= 1, "workers", workers, "must be >= 1 process")
         return None
     check(workers is None, "workers", workers,
           "--workers is for --launcher local; on SLURM set array_parallelism in the profile")
-    return profile if isinstance(profile, dict) else load_profile(profile)
+    if isinstance(profile, dict):
+        assert not slurm, "--slurm overrides apply when the profile is loaded"
+        return profile
+    return load_profile(profile, slurm)
 
 
 def check_cluster(profile: dict) -> None:
@@ -85,9 +89,9 @@ def check_cluster(profile: dict) -> None:
 
 # --- SLURM through submitit ----------------------------------------------------------------------
 
-def _submit_command(folder: Path) -> str:
+def _submit_command(folder: Path, python: str) -> str:
     """The command submitit puts in the sbatch script (SlurmExecutor._submitit_command_str, submitit 1.5)."""
-    return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
 
 
 def sbatch_script(profile: dict, folder: Path, n_tasks: int, job_name: str = "ra3lab") -> str:
@@ -96,14 +100,14 @@ def sbatch_script(profile: dict, folder: Path, n_tasks: int, job_name: str = "ra
 
     folder = Path(folder).expanduser().absolute()
     params = executor_parameters(profile, job_name)
-    return _make_sbatch_string(command=_submit_command(folder), folder=folder,
+    return _make_sbatch_string(command=_submit_command(folder, python_command(profile)), folder=folder,
                                map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
 def _executor(profile: dict, folder: Path, job_name: str):
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=folder)
+    executor = submitit.SlurmExecutor(folder=folder, python=python_command(profile))
     try:
         executor.update_parameters(**executor_parameters(profile, job_name))
     except ValueError as error:
@@ -254,7 +258,7 @@ class LocalBatch:
 def submit(fn: Callable, kwargs_list: list[dict], *, launcher: str = "local", profile: str | dict | None = None,
            folder: str | Path, workers: int | None = None, job_name: str = "ra3lab") -> LocalBatch | SlurmBatch:
     """Start ``fn(**kwargs)`` for every kwargs: a process pool (``workers``, default the cores) or one
-    SLURM array job with the resources of ``profile`` (a name in slurm/profiles/ or a loaded profile).
+    SLURM array job with the resources of ``profile`` (a name in slurm/profiles/, a path or a loaded profile).
     ``folder`` holds submitit's pickles and logs (SLURM only). Returns a batch to :meth:`wait` on."""
     check(len(kwargs_list) > 0, "kwargs_list", [], "nothing to launch")
     loaded = check_launcher(launcher, profile, workers)

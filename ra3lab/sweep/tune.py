@@ -222,7 +222,8 @@ def worker(space: str, storage: str, target: int, index: int = 0, root: str | No
 # --- the driver ---------------------------------------------------------------------------------
 
 def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str = "local",
-         profile: str | None = None, trials: int | None = None, *, timeout_s: float | None = None) -> dict:
+         profile: str | None = None, trials: int | None = None, *, timeout_s: float | None = None,
+         slurm: list[str] | tuple[str, ...] = ()) -> dict:
     """Run the study of ``sweeps/<space>_space.yaml`` up to ``trials`` finished trials with ``workers``
     workers, write the best trial into the study's folder (``best.yaml``, with the command that reruns it),
     and return the summary (JSON-able).
@@ -230,7 +231,8 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
     Everything is validated before anything is submitted (ConfigError naming the field and the fix):
     the space, the params' bounds (the study validates the config at each end), the launcher and
     profile, and the storage (it is opened).
-    ``timeout_s`` bounds the wait for the workers (None: until they end).
+    ``timeout_s`` bounds the wait for the workers (None: until they end); ``slurm``: ``--slurm key=value``
+    overrides of the profile.
     """
     from ra3lab.sweep.launch import check_cluster, check_launcher, launch
 
@@ -241,7 +243,7 @@ def tune(space: str, storage: str | None = None, workers: int = 1, launcher: str
           "must be an int >= 1: the study's target of finished trials")
     check(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1, "workers", workers,
           "must be >= 1 (local processes or SLURM array tasks)")
-    cluster = check_launcher(launcher, profile, workers if launcher == "local" else None)
+    cluster = check_launcher(launcher, profile, workers if launcher == "local" else None, slurm)
     if cluster is not None:
         check_cluster(cluster)
     check_bounds(loaded)
