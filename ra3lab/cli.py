@@ -3,8 +3,8 @@
     ra3lab run <experiment> [key=value ...] [--quick] [--force] [--dry-run] [--launcher local|slurm]
                [--profile NAME|PATH] [--slurm KEY=VALUE ...] [--timeout S] [--json]
     ra3lab theory check [--quick] [--json]
-    ra3lab sweep <sweep> [key=value ...] [--launcher local|slurm] [--profile NAME|PATH] [--slurm KEY=VALUE ...]
-                 [--workers N] [--dry-run] [--failed] [--timeout S] [--json]
+    ra3lab sweep <sweep> [key=value ...] [--quick] [--launcher local|slurm] [--profile NAME|PATH]
+                 [--slurm KEY=VALUE ...] [--workers N] [--dry-run] [--failed] [--timeout S] [--json]
     ra3lab status <sweep-dir | sweep> [--json]
     ra3lab show <run-dir | experiment/run-id> [--json]
     ra3lab tune <space> [--storage URL] [--workers N] [--launcher local|slurm] [--profile NAME|PATH]
@@ -114,7 +114,8 @@ def cmd_sweep(args) -> dict:
     from ra3lab.sweep.grid import run_sweep
 
     return run_sweep(args.sweep, args.overrides, launcher=args.launcher, profile=args.profile, workers=args.workers,
-                     dry_run=args.dry_run, failed_only=args.failed, timeout_s=args.timeout, slurm=args.slurm)
+                     dry_run=args.dry_run, failed_only=args.failed, timeout_s=args.timeout, slurm=args.slurm,
+                     quick=args.quick)
 
 
 def render_run(summary: dict) -> None:
@@ -311,6 +312,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", default=[],
                        help="Hydra overrides on top of the grid: key=a,b adds or replaces an axis")
     sweep.add_argument("--launcher", default="local", help="local (a process pool) or slurm (one array job)")
+    sweep.add_argument("--quick", action="store_true", help="every point at its experiment's quick profile")
     add_slurm_options(sweep, "the array job")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
     sweep.add_argument("--dry-run", action="store_true", help="print every run and the sbatch script; submit nothing")

@@ -30,9 +30,11 @@ def study_module(config: DictConfig):
 
 
 def prepare(name: str, config: DictConfig) -> Run:
-    """Validate ``config`` (raising ConfigError before any work) and return its run directory."""
-    study_module(config).validate(config)
-    return Run(runs_root() / name / run_id(config), config)
+    """Validate ``config`` and every stage it consumes (raising ConfigError before any work) and return its
+    run directory (see :mod:`ra3lab.stages`)."""
+    from ra3lab.stages import plan
+
+    return plan(name, config).run()
 
 
 def warn_if_stale(run: Run) -> None:
@@ -47,33 +49,51 @@ def warn_if_stale(run: Run) -> None:
 def execute(name: str, config: DictConfig, force: bool = False, reporter=None) -> dict:
     """Run experiment ``name`` unless its summary already exists (or ``force``); returns the summary.
 
+    The runs it consumes (:mod:`ra3lab.stages`) are reused when done and computed first when not (``force``
+    recomputes only this run). See :func:`execute_node` for what running one means.
+    """
+    from ra3lab.stages import order, plan
+
+    root = plan(name, config)
+    for node in order([root])[:-1]:
+        execute_node(node.experiment, node.config)
+    return execute_node(root.experiment, root.config, force=force, reporter=reporter)
+
+
+def execute_node(name: str, config: DictConfig, force: bool = False, reporter=None) -> dict:
+    """Run one stored config (a stage's own, upstream ids included) of experiment ``name`` under the lock of its
+    run directory, unless its summary exists (or ``force``); returns the summary.
+
     An unfinished run resumes from its checkpoint; a run that raises is marked failed (status.json)
     and the error propagates; a ConfigError raised once the run started is a :class:`RunError` naming
     the run (the input was valid: the study met a case it cannot handle). ``reporter(step, metrics)``
-    is called after every logged metric line.
+    is called after every logged metric line. A second process asking for the same run waits for the
+    first and reuses its result.
     """
     import torch
 
     from ra3lab.ra3.arms import CHECKPOINTS
+    from ra3lab.stages import lock
 
-    run = prepare(name, config)
-    if run.done and not force:
-        warn_if_stale(run)
-        return {**run.summary(), "cached": True}
-    if force:
-        for stale in ("summary.json", "checkpoint.json"):
-            (run.path / stale).unlink(missing_ok=True)
-        shutil.rmtree(run.path / CHECKPOINTS, ignore_errors=True)       # models saved by studies that train them
-    run.reporter = reporter
-    torch.manual_seed(int(config.seed))
-    if config.get("threads"):
-        torch.set_num_threads(int(config.threads))
-    try:
-        run.start(project_root())
-        summary = study_module(config).run(config, run)
-    except BaseException as error:
-        run.fail(error)
-        if isinstance(error, ConfigError):
-            raise RunError.of(run.path, "the study, outside run.map", error) from error
-        raise
-    return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}
+    run = Run(runs_root() / name / run_id(config), config)
+    with lock(run.path):
+        if run.done and not force:
+            warn_if_stale(run)
+            return {**run.summary(), "cached": True}
+        if force:
+            for stale in ("summary.json", "checkpoint.json"):
+                (run.path / stale).unlink(missing_ok=True)
+            shutil.rmtree(run.path / CHECKPOINTS, ignore_errors=True)       # models saved by studies that train them
+        run.reporter = reporter
+        torch.manual_seed(int(config.seed))
+        if config.get("threads"):
+            torch.set_num_threads(int(config.threads))
+        try:
+            run.start(project_root())
+            summary = study_module(config).run(config, run)
+        except BaseException as error:
+            run.fail(error)
+            if isinstance(error, ConfigError):
+                raise RunError.of(run.path, "the study, outside run.map", error) from error
+            raise
+        return {**run.finish({"experiment": name, "seed": int(config.seed), **summary}), "cached": False}

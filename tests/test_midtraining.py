@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from ra3lab.cli import main
 from ra3lab.errors import ConfigError
@@ -27,7 +28,7 @@ def last_json(capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
+def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys, isolated_runs):
     assert main(["run", "codeworld_ra3", *CODEWORLD, "--json"]) == 0
     summary = last_json(capsys)
     arms = summary["arms"]
@@ -46,9 +47,16 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys):
                                            "ra3_boundary_f1_above_random_placement", "ra3_boundary_f1_above_infuse0",
                                            "thought_rate_falls_with_c"}
     run_dir = Path(summary["figures"][0]).parents[1]
-    for arm in ("base", "ntp", "random", "infuse0/round_0", "ra3_c0.05/round_0"):
-        assert (run_dir / "checkpoints" / arm / "config.json").exists()
-    assert all((Arm.parse(name).model_dir(run_dir, 1) / "config.json").exists() for name in arms)
+    upstream = OmegaConf.load(run_dir / "config.yaml").upstream       # the stage runs it composes
+    assert upstream["train_base"].startswith("midtrain/") and upstream["eval_ntp"].startswith("evaluate/")
+    for name in ("ntp", "random", "infuse0", "ra3_c0.05"):
+        assert (Arm.parse(name).model_dir(isolated_runs / upstream[f"train_{name}"], 1) / "config.json").exists()
+    base = OmegaConf.load(isolated_runs / upstream["train_ntp"] / "config.yaml").upstream.base
+    assert (isolated_runs / base / "model" / "config.json").exists()
+    # the numbers of the single-process study these stages replace (commit 0484a27), at the same seeds
+    monolith = {"base": 4.226370806670069, "ntp": 4.159664288238066, "infuse0": 4.158977872762248,
+                "ra3_c0.05": 4.158977872762248, "random": 4.159409106077261}
+    assert {name: row["nll_plain"] for name, row in arms.items()} == pytest.approx(monolith, rel=1e-12, abs=0)
     assert all(Path(path).exists() for path in summary["figures"])
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     estep = [line for line in lines if "estep/reward" in line]
@@ -127,8 +135,6 @@ def test_each_prediction_of_the_codeworld_study_can_come_out_either_way():
 
 
 def test_a_truncation_rate_above_five_percent_is_a_warning():
-    from omegaconf import OmegaConf
-
     from ra3lab.studies.codeworld_ra3 import warnings
 
     config = OmegaConf.create({"eval": {"max_new_tokens": 64}})

@@ -118,7 +118,7 @@ def test_the_readme_lists_the_commands_this_test_checks():
     argvs = commands()
     assert len(argvs) >= 30
     assert {argv[0] for argv in argvs} == {"list", "run", "theory", "bench", "demo", "plot", "sweep", "status",
-                                           "tune"}
+                                           "tune", "show"}
 
 
 def test_every_readme_command_runs_or_validates(tmp_path, monkeypatch):

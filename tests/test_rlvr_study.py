@@ -31,7 +31,7 @@ def tiny_rlvr(*overrides):
     return config
 
 
-def test_rlvr_from_each_init_reports_convergence_with_intervals():
+def test_rlvr_from_each_init_reports_convergence_with_intervals(isolated_runs):
     summary = execute("codeworld_rlvr", tiny_rlvr())
     assert set(summary["inits"]) == {"base", "ntp", "ra3_c0.05"}
     curves = pd.read_csv(summary["curves"])
@@ -47,8 +47,8 @@ def test_rlvr_from_each_init_reports_convergence_with_intervals():
         for rate in ("thought_rate", "truncation_rate"):
             assert math.isclose(row[rate], final[rate].mean()[init]), (init, rate)
     # each point is one evaluation that train_rlvr logged (TRL's trainer state keeps the log)
-    run_dir = Path(summary["run_dir"])
-    state = json.loads((run_dir / "rlvr" / "ra3_c0.05_seed1" / "checkpoint-2" / "trainer_state.json").read_text())
+    rlvr_dir = isolated_runs / OmegaConf.load(Path(summary["run_dir"]) / "config.yaml").upstream["ra3_c0.05_seed1"]
+    state = json.loads((rlvr_dir / "rlvr" / "checkpoint-2" / "trainer_state.json").read_text())
     logged = [row for row in state["log_history"] if "eval/pass@1/heldout" in row]
     points = curves[(curves["init"] == "ra3_c0.05") & (curves["seed"] == 1)].sort_values("step")
     for column, key in (("value", "pass@1"), ("thought_rate", "thought_rate"), ("truncation_rate", "truncation_rate")):
@@ -57,12 +57,12 @@ def test_rlvr_from_each_init_reports_convergence_with_intervals():
     assert sorted(line.split(":")[0] for line in summary["warnings"]) == sorted(worst.index[worst > 0.05])
     assert summary["probability_of_improvement"]["x"] == "ra3_c0.05"
     assert all(Path(path).exists() for path in summary["figures"])
-    assert (run_dir / "rlvr" / "ra3_c0.05_seed1" / "final" / "config.json").exists()
+    assert (rlvr_dir / "rlvr" / "final" / "config.json").exists()
 
 
-def test_an_init_the_midtraining_study_does_not_have_is_refused():
+def test_an_init_that_is_no_arm_is_refused():
     with pytest.raises(ConfigError, match="inits"):
-        execute("codeworld_rlvr", tiny_rlvr("inits=[base,oracle]"))
+        execute("codeworld_rlvr", tiny_rlvr("inits=[base,teacher]"))
 
 
 def test_a_threshold_outside_the_unit_interval_is_refused():

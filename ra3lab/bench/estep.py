@@ -110,7 +110,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
     """
     _validate(**locals())
     from ra3lab.codeworld import CodeWorld
-    from ra3lab.studies.codeworld_ra3 import corpus
+    from ra3lab.studies.stages import corpus
 
     programs = CodeWorld(comment_fraction=1.0).sample(pretrain_programs, seed=seed)
     tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=VOCAB_SIZE)

@@ -8,8 +8,11 @@ rounds with no E-step: what the E-step adds; its first round's thoughts are the 
 intent comments per program as RA3 (first c) wrote, at random lines + NTP. Every arm is evaluated on
 held-out programs (code NLL with and without thinking, where its thoughts go) and held-out tasks
 (sampled pass@k and decision-greedy pass@1 in the sandbox, with the thought and truncation rates of
-generation). Each arm's models are saved in its folder of the run (:class:`~ra3lab.ra3.arms.Arm`) for
-post-training.
+generation).
+
+The study is a composition of stages (:mod:`ra3lab.studies.stages`): one ``pretrain`` run, one ``midtrain``
+and one ``evaluate`` run per arm, each reused when it exists (so another study or sweep point with the same
+base or arm shares it); this run gathers their results, checks the predictions and draws the figure.
 """
 
 from __future__ import annotations
@@ -17,39 +20,25 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import transformers
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ra3lab.codeworld import Program
 from ra3lab.errors import check, check_choice
-from ra3lab.evaluation import SandboxPool
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
-from ra3lab.execute import runs_root
-from ra3lab.lm import LineCodec, train_tokenizer
-from ra3lab.log import say
 from ra3lab.plots.style import figure
 from ra3lab.ra3 import em
-from ra3lab.ra3.arms import BASE, INFUSE0, Arm
-from ra3lab.ra3.estep import Corpus, EStepConfig
-from ra3lab.ra3.evaluate import heldout_nll
-from ra3lab.ra3.metrics import boundary_scores, names_intent, names_next_lines
-from ra3lab.ra3.rollout import sample_thoughts
-from ra3lab.studies.midtraining import (
-    arm_model,
-    arms_of,
-    evaluate_arm,
-    log_estep_curves,
-    pretrained_base,
-    ra3_placements,
-    validate_method,
-)
+from ra3lab.ra3.arms import INFUSE0, Arm
+from ra3lab.ra3.metrics import boundary_scores
+from ra3lab.stages import upstream_dir, upstream_summary
+from ra3lab.studies.midtraining import arms_of, log_estep_curves, ra3_placements, validate_method
+from ra3lab.studies.stages import HEADER
 
 REFERENCES = ("ntp", "oracle", "infuse0", "random")
-HEADER = 2      # def line + docstring: context, no thought before them
 
 
-def validate(config: DictConfig) -> None:
+def validate_pipeline(config: DictConfig) -> None:
+    """The keys every CodeWorld pipeline stage shares (data sizes, references, the E-step, evaluation, env)."""
     for key in ("pretrain", "midtrain", "heldout"):
         check(config.data[key] >= 4, f"data.{key}", config.data[key], "need at least 4 programs")
     for arm in config.references:
@@ -60,12 +49,19 @@ def validate(config: DictConfig) -> None:
     instantiate(config.env)
 
 
-def corpus(programs: list[Program]) -> Corpus:
-    """Comment-free programs as snippets: thoughts may go before body lines; truth = skill starts."""
-    snippets = [program.lines(comments=False) for program in programs]
-    decisions = [[t >= HEADER for t in range(len(s))] for s in snippets]
-    truth = [{HEADER + b for b in program.boundaries} for program in programs]
-    return Corpus(snippets, decisions, truth)
+def validate(config: DictConfig) -> None:
+    validate_pipeline(config)
+
+
+def upstream(config: DictConfig) -> dict:
+    """Per arm, its ``midtrain`` run (``train_<arm>``) and its ``evaluate`` run (``eval_<arm>``)."""
+    from ra3lab.studies.stages import as_stage
+
+    found = {}
+    for arm in arms_of(config):
+        found[f"train_{arm}"] = ("midtrain", as_stage(config, "midtrain", arm=arm.name))
+        found[f"eval_{arm}"] = ("evaluate", as_stage(config, "evaluate", arm=arm.name))
+    return found
 
 
 def random_comments(program: Program, chosen: set[int]) -> list[str]:
@@ -80,28 +76,6 @@ def random_comments(program: Program, chosen: set[int]) -> list[str]:
     return lines
 
 
-def hindsight(model, codec: LineCodec, held: Corpus, programs: list[Program], config: DictConfig,
-              estep: EStepConfig) -> dict:
-    """What q's thoughts on held-out code say, prior-style (k = 0) against posterior-style (k =
-    ``eval.lookahead_probe``): the share naming the intent of the skill they precede and the share naming
-    something the next k lines introduce (:mod:`ra3lab.ra3.metrics`); empty when the probe is 0."""
-    k = config.eval.lookahead_probe
-    if k == 0:
-        return {}
-    intents = [{HEADER + i: p.phrases[s] for i, s in enumerate(p.line_skill)} for p in programs]
-    out = {}
-    for name, lookahead in (("prior", 0), ("posterior", k)):
-        groups = sample_thoughts(model, codec, held.snippets, held.decisions, repeats=config.eval.elbo_samples,
-                                 max_thought_tokens=estep.max_thought_tokens, seed=int(config.seed),
-                                 lookahead=lookahead)
-        rollouts = [rollout for group in groups for rollout in group]
-        out[f"{name}_names_intent"] = names_intent(rollouts,
-                                                   [i for i in intents for _ in range(config.eval.elbo_samples)])
-        out[f"{name}_names_next_lines"] = names_next_lines(rollouts, window=max(k, 1))
-        out[f"{name}_thoughts"] = sum(len(rollout.thoughts) for rollout in rollouts)
-    return out
-
-
 def matched_placements(programs: list[Program], counts: list[int], seed: int) -> list[set[int]]:
     """Per program, ``counts[i]`` body lines drawn at random (seeded): random placement matched to RA3's counts."""
     rng = random.Random(seed)
@@ -109,50 +83,29 @@ def matched_placements(programs: list[Program], counts: list[int], seed: int) ->
 
 
 def run(config: DictConfig, run) -> dict:
-    transformers.utils.logging.disable_progress_bar()      # no bar per saved checkpoint
-    seed = int(config.seed)
-    world = instantiate(config.env)
-    pretrain = world.sample(config.data.pretrain, "train", seed=seed * 10 + 1)
-    midtrain = world.sample(config.data.midtrain, "train", seed=seed * 10 + 2, comment_fraction=0.0)
-    heldout = world.sample(config.data.heldout, "heldout", seed=seed * 10 + 3, comment_fraction=0.0)
-    tokenizer = train_tokenizer([line for p in pretrain + midtrain for line in p.lines()],
-                                vocab_size=config.tokenizer.vocab_size, cache_dir=runs_root() / ".cache" / "tokenizers")
-    codec = LineCodec(tokenizer)
-    estep = EStepConfig.of(config.estep)
-    base = pretrained_base(config, tokenizer, codec, [p.lines() for p in pretrain], BASE.folder(run.path))
-    train, held = corpus(midtrain), corpus(heldout)
-    truth = train.truth
-    assert truth is not None, "corpus() gives CodeWorld's boundary lines"
-    tasks = [program.task() for program in heldout]
+    from ra3lab.studies.stages import corpus, programs
+
     arms = arms_of(config)
-    references = {"ntp": [p.lines(comments=False) for p in midtrain], "oracle": [p.oracle_lines() for p in midtrain]}
-
-    def placements() -> list[set[int]]:
-        return matched_placements(midtrain, [len(lines) for lines in ra3_placements(config, run.path)], seed)
-
-    with SandboxPool(workers=config.eval.workers) as pool:
-        def one_arm(index: int, arm: Arm) -> dict:
-            say("codeworld_ra3", f"arm {arm} ({index + 1}/{len(arms)})")
-            if arm.name == "random":
-                references["random"] = [random_comments(p, chosen) for p, chosen in zip(midtrain, placements())]
-            model, result = arm_model(arm, base, tokenizer, codec, train, references, config, estep, run.path)
-            result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, estep.max_thought_tokens,
-                                      seed=seed))
-            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, estep))
-            result.update(hindsight(model, codec, held, heldout, config, estep))
-            say("codeworld_ra3", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, "
-                                 f"pass@1 {result['pass@1']:.2f}, thought rate in generation "
-                                 f"{result['thought_rate']:.2f}, truncated {result['truncation_rate']:.2f}")
-            return {"arm": arm.name, **result}
-
-        rows = run.map(one_arm, arms, "CodeWorld arms", "eval")
-    log_estep_curves(run, arms)
+    rows = [{"arm": arm.name, **upstream_summary(config, f"train_{arm}")["training"],
+             **upstream_summary(config, f"eval_{arm}")["evaluation"]} for arm in arms]
+    for step, row in enumerate(rows):
+        run.log(step, **{f"eval/{key}": value for key, value in row.items()})
+    folders = {arm: arm.folder(upstream_dir(config, f"train_{arm}")) for arm in arms}
+    log_estep_curves(run, folders)
     by_arm = {row["arm"]: row for row in rows}
-    random_placement = (boundary_scores([{HEADER + i for i in chosen} for chosen in placements()], truth)
-                        if "random" in by_arm else None)
+    midtrain = programs(config, "midtrain")
+    truth = corpus(midtrain).truth
+    assert truth is not None, "corpus() gives CodeWorld's boundary lines"
+    random_placement = None
+    if "random" in by_arm:
+        ra3_run = upstream_dir(config, f"train_{Arm.ra3(config.cs[0])}")
+        chosen = matched_placements(midtrain, [len(lines) for lines in ra3_placements(config, ra3_run)],
+                                    int(config.seed))
+        random_placement = boundary_scores([{HEADER + i for i in lines} for lines in chosen], truth)
     figures = draw(run, by_arm, list(config.cs), random_placement)
-    boundary_rate = sum(map(len, truth)) / sum(map(sum, train.decisions))
-    base_placement = em.last_round(INFUSE0.folder(run.path))[1][0]["infused"] if INFUSE0 in arms else None
+    decisions = corpus(midtrain).decisions
+    boundary_rate = sum(map(len, truth)) / sum(map(sum, decisions))
+    base_placement = em.last_round(folders[INFUSE0])[1][0]["infused"] if INFUSE0 in folders else None
     return {"arms": by_arm, "random_placement": random_placement, "base_placement": base_placement,
             "boundary_rate": boundary_rate,
             "predictions": predictions(by_arm, list(config.cs), random_placement),

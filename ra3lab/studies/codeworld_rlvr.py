@@ -8,124 +8,70 @@ the truncation rate of every evaluation next to it in ``curves.csv``. The summar
 area under the held-out pass@1 curve, the steps to a threshold and the final pass@1, each with a
 stratified-bootstrap 95% CI over seeds (IQM, as rliable) and its minimum detectable difference, the
 final thought and truncation rates (mean over seeds), and the probability that RA3 improves on NTP;
-``warnings`` says where a truncation rate above 5% makes the budget part of the result. The
-mid-training run is reused when it exists and run first when it does not.
+``warnings`` says where a truncation rate above 5% makes the budget part of the result.
+
+The study is a composition of stages (:mod:`ra3lab.studies.stages`): one ``rlvr`` run per init and seed,
+whose config is the ``midtrain`` experiment under ``midtraining.overrides`` (its quick profile with
+``midtraining.quick``) with this study's ``rlvr``, ``eval`` (as ``rlvr_eval``), ``tasks`` (drawn with ``seed``)
+and ``workers``; each rlvr run needs its arm's mid-training run and that the pre-trained base, each reused
+when it exists.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, cast
 
 import pandas as pd
-import transformers
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ra3lab.config import compose_experiment
 from ra3lab.errors import check
-from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
-from ra3lab.log import say
 from ra3lab.plots import style
 from ra3lab.plots.curves import convergence_figure
 from ra3lab.plots.tables import convergence_table, run_scores, to_markdown
 from ra3lab.ra3.arms import Arm
-from ra3lab.rlvr import RLVRConfig, train_rlvr
-from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.stages import upstream_summary
 from ra3lab.stats import probability_of_improvement_ci
-from ra3lab.studies.midtraining import arms_of
+from ra3lab.studies.stages.midtrain import check_arm
+from ra3lab.studies.stages.rlvr import RATES, block, check_rlvr
 
-METRIC = "eval/pass@1/heldout"
-# curves.csv columns next to ``value`` (held-out pass@1), each from the same evaluation
-RATES = {"thought_rate": "eval/thought_rate/heldout", "truncation_rate": "eval/truncation_rate/heldout"}
+MIDTRAINING = "midtrain"     # the stage experiment whose arms are the inits
 
 
-def midtraining_config(config: DictConfig) -> DictConfig:
+def rlvr_config(config: DictConfig, init: str, seed: int) -> DictConfig:
+    """The ``rlvr`` stage config of one init and RLVR seed."""
+    from ra3lab.studies.stages import as_stage
+
     spec = config.midtraining
-    return compose_experiment(spec.experiment, list(spec.overrides), quick=spec.quick)
-
-
-def rlvr_config(config: DictConfig, seed: int) -> RLVRConfig:
-    return RLVRConfig(**_block(config.rlvr), seed=seed)
-
-
-def eval_config(config: DictConfig) -> EvalConfig:
-    """The ``eval:`` block as an EvalConfig (ConfigError on a bad value, fields ``eval.<key>``)."""
-    return EvalConfig(**_block(config.eval))
-
-
-def _block(block: DictConfig) -> dict[str, Any]:
-    """A mapping block of the config (``rlvr:``, ``eval:``) as a plain dict of keyword arguments."""
-    return cast(dict[str, Any], OmegaConf.to_container(block))
-
-
-def task_file(path: str | None, field: str) -> list[dict] | None:
-    """The tasks of ``tasks.<field>`` when set (humaneval or a JSONL file), else None (CodeWorld's split)."""
-    return None if path is None else named_tasks(path, f"tasks.{field}")
+    midtraining = compose_experiment(MIDTRAINING, [*spec.overrides, f"arm={init}"], quick=spec.quick)
+    return as_stage(midtraining, "rlvr", tasks={**block(config, "tasks"), "seed": int(config.seed)},
+                    rlvr={**block(config, "rlvr"), "seed": seed}, rlvr_eval=block(config, "eval"),
+                    workers=config.workers)
 
 
 def validate(config: DictConfig) -> None:
-    from ra3lab.execute import prepare
-
     check(0.0 <= config.threshold <= 1.0, "threshold", config.threshold, "a pass@1 threshold must lie in [0, 1]")
     check(len(config.seeds) >= 1, "seeds", list(config.seeds), "give at least one seed")
-    midtraining = midtraining_config(config)
-    prepare(config.midtraining.experiment, midtraining)
-    arms = {arm.name for arm in arms_of(midtraining)}
     for init in config.inits:
-        check(init in arms, "inits", init, f"arms of {config.midtraining.experiment}: {', '.join(sorted(arms))}")
-    rlvr_config(config, 0)                      # RLVRConfig validates its fields
-    evaluation = eval_config(config)            # and EvalConfig its own
-    # a task file with missing fields, or without reference bodies where a budget derives from them, fails here
-    for field, key, budget in (("train_file", "rlvr.max_new_tokens", config.rlvr.max_new_tokens),
-                               ("heldout_file", "eval.max_new_tokens", evaluation.max_new_tokens)):
-        tasks = task_file(config.tasks[field], field)
-        if tasks is not None:
-            check_tasks(f"tasks.{field}", tasks, None if budget else key)
+        check_arm(init, "inits")
+    check_rlvr(config, {**block(config, "rlvr"), "seed": 0}, block(config, "eval"))
 
 
-def checkpoints(config: DictConfig) -> dict:
-    """init -> checkpoint directory, running the mid-training study first when it is not done."""
-    from ra3lab.execute import execute, prepare
-
-    midtraining = midtraining_config(config)
-    run = prepare(config.midtraining.experiment, midtraining)
-    if not run.done:
-        say("codeworld_rlvr", f"mid-training checkpoints missing: running {config.midtraining.experiment} first")
-        execute(config.midtraining.experiment, midtraining)
-    return {init: Arm.parse(init, "inits").model_dir(run.path, midtraining.midtrain.rounds) for init in config.inits}
+def upstream(config: DictConfig) -> dict:
+    """One ``rlvr`` run per init and seed, role ``<init>_seed<s>``."""
+    return {f"{init}_seed{s}": ("rlvr", rlvr_config(config, init, int(s)))
+            for init in config.inits for s in config.seeds}
 
 
 def run(config: DictConfig, run) -> dict:
-    transformers.utils.logging.disable_progress_bar()
-    inits = checkpoints(config)
-    world = instantiate(midtraining_config(config).env)
     seed = int(config.seed)
-    evaluation = eval_config(config)
-    train = (task_file(config.tasks.train_file, "train_file")
-             or world.tasks(config.tasks.train, "train", seed=seed * 10 + 7))
-    heldout = (task_file(config.tasks.heldout_file, "heldout_file")
-               or world.tasks(config.tasks.heldout, "heldout", seed=seed * 10 + 8))
-    items = [(init, s) for init in config.inits for s in config.seeds]
-    shown = ("rlvr/reward_mean", "rlvr/truncated_fraction", METRIC, *RATES.values())
-
-    with SandboxPool(workers=config.workers) as pool:
-        def one(index: int, item) -> dict:
-            init, s = item
-            say("codeworld_rlvr", f"RLVR from {init}, seed {s} ({index + 1}/{len(items)})")
-            result = train_rlvr(inits[init], train, heldout, rlvr_config(config, int(s)),
-                                run.path / "rlvr" / f"{init}_seed{s}", pool, eval=evaluation,
-                                log=lambda step, metrics: say("codeworld_rlvr", f"{init} seed {s} step {step}: "
-                                                              + ", ".join(f"{k.split('/')[1]} {v:.3f}"
-                                                                          for k, v in metrics.items()
-                                                                          if isinstance(v, float) and k in shown)))
-            evaluated = [row for row in result["history"] if METRIC in row]
-            return {"init": init, "seed": int(s), "final": evaluated[-1][METRIC],
-                    "curve_steps": [row["step"] for row in evaluated], "curve": [row[METRIC] for row in evaluated],
-                    **{name: [row[key] for row in evaluated] for name, key in RATES.items()}}
-
-        rows = run.map(one, items, "RLVR runs", "rlvr")
+    rows = []
+    for init in config.inits:
+        for s in config.seeds:
+            result = upstream_summary(config, f"{init}_seed{s}")
+            curves = {key: result[key] for key in ("curve_steps", "curve", *RATES)}
+            rows.append({"init": init, "seed": int(s), **curves})
     table = pd.DataFrame([{"init": row["init"], "seed": row["seed"], "task_set": "codeworld", "step": step,
                            "value": row["curve"][i], **{name: row[name][i] for name in RATES}}
                           for row in rows for i, step in enumerate(row["curve_steps"])])

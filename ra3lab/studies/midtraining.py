@@ -37,28 +37,29 @@ def validate_method(config: DictConfig) -> None:
     estep = EStepConfig.of(config.estep)
     check(REMAINDER not in config.references or len(config.cs) > 0, "references", list(config.references),
           "random placement is matched to the thoughts of the RA3 arm of the first c: give at least one c in cs")
-    eval_config(config, estep)
+    eval_config(config, estep.max_thought_tokens)
     check(config.midtrain.rounds >= 1, "midtrain.rounds", config.midtrain.rounds, "need at least 1 EM round")
     check(config.midtrain.steps_per_round >= 1, "midtrain.steps_per_round", config.midtrain.steps_per_round,
           "need at least 1 M-step")
 
 
-def eval_config(config: DictConfig, estep: EStepConfig, decoding: str | None = None) -> EvalConfig:
-    """The study's ``eval`` block as an EvalConfig (L_z of the budget: the E-step's max_thought_tokens)."""
+def eval_config(config: DictConfig, thought_tokens: int, decoding: str | None = None) -> EvalConfig:
+    """The study's ``eval`` block as an EvalConfig; thought_tokens: L_z of the budget (the E-step's
+    max_thought_tokens)."""
     spec = config.eval
     return EvalConfig(decoding=decoding or spec.decoding, n=spec.n, temperature=spec.temperature, k=tuple(spec.k),
-                      max_new_tokens=spec.max_new_tokens, thought_tokens=estep.max_thought_tokens,
-                      seed=int(config.seed))
+                      max_new_tokens=spec.max_new_tokens, thought_tokens=thought_tokens, seed=int(config.seed))
 
 
-def evaluate_arm(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig, estep: EStepConfig,
+def evaluate_arm(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig, thought_tokens: int,
                  suffix: str = "") -> dict:
     """The arm's pass@k and how it thought and truncated (:meth:`Evaluation.summary` keys, ``<key><suffix>``),
     with eval.decoding; then, when eval.decision_greedy, the same under ``decision_greedy_<key><suffix>``."""
     result = {f"{key}{suffix}": value for key, value in
-              evaluate(model, tokenizer, tasks, pool, eval_config(config, estep)).summary().items()}
+              evaluate(model, tokenizer, tasks, pool, eval_config(config, thought_tokens)).summary().items()}
     if config.eval.decision_greedy:
-        greedy = evaluate(model, tokenizer, tasks, pool, eval_config(config, estep, "decision_greedy")).summary()
+        greedy = evaluate(model, tokenizer, tasks, pool,
+                          eval_config(config, thought_tokens, "decision_greedy")).summary()
         result.update({f"decision_greedy_{key}{suffix}": value for key, value in greedy.items()})
     return result
 
@@ -71,7 +72,8 @@ def arms_of(config: DictConfig) -> list[Arm]:
 
 
 def ra3_placements(config: DictConfig, run_dir: Path) -> list[list[int]]:
-    """Per training snippet, the lines before which the RA3 arm of the first c put a thought in its last round."""
+    """Per training snippet, the lines before which the RA3 arm of the first c put a thought in its last round;
+    run_dir: the run that trained that arm."""
     _, rounds = em.last_round(Arm.ra3(config.cs[0]).folder(run_dir))
     return rounds[-1]["placements"]
 
@@ -92,14 +94,15 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
 
 
 def arm_model(arm: Arm, base, tokenizer, codec: LineCodec, train: Corpus, references: dict[str, list[list[str]]],
-              config: DictConfig, estep: EStepConfig, run_dir: Path) -> tuple[object, dict]:
+              config: DictConfig, estep: EStepConfig | None, run_dir: Path) -> tuple[object, dict]:
     """(the arm's mid-trained model, its training metrics); references train on ``references[arm.name]``, the
-    models are saved in the arm's folder of ``run_dir``."""
+    models are saved in the arm's folder of ``run_dir``; estep: for RA3 and infuse0 (None for the others)."""
     seed = int(config.seed)
     if arm.kind == "base":
         return base, {}
     if arm.kind == "reference":
         return em.ntp(base, tokenizer, codec, references[arm.name], config, arm.folder(run_dir), seed), {}
+    assert estep is not None, f"the {arm} arm runs E-steps: give its EStepConfig"
     if arm.kind == "infuse0":                   # q is pi: no E-step and no penalty
         estep = replace(estep, method="rl", steps=0)
     model, rounds = em.ra3(base, tokenizer, codec, train, config, estep, arm.c or 0.0, arm.folder(run_dir), seed,
@@ -110,15 +113,16 @@ def arm_model(arm: Arm, base, tokenizer, codec: LineCodec, train: Corpus, refere
                    **{f"infused_{key}": value for key, value in rounds[-1]["infused"].items()}}
 
 
-def log_estep_curves(run, arms: list[Arm]) -> None:
+def log_estep_curves(run, folders: dict[Arm, Path]) -> None:
     """Append every RA3 arm's E-step curves to metrics.jsonl: one line per E-step step, in the
     namespace ``estep/reward``, ``estep/loss``, ``rationale/rate``, ``rationale/length`` and, on
-    CodeWorld, ``rationale/boundary_precision|recall|f1``; ``arm`` and ``round`` say where from."""
+    CodeWorld, ``rationale/boundary_precision|recall|f1``; ``arm`` and ``round`` say where from.
+    folders: each arm's model folder (:meth:`Arm.folder` of the run that trained it)."""
     step = 0
-    for arm in arms:
+    for arm, folder in folders.items():
         if arm.kind != "ra3":                   # infuse0 has no E-step curve
             continue
-        _, rounds = em.last_round(arm.folder(run.path))
+        _, rounds = em.last_round(folder)
         for metrics in rounds:
             for point in metrics["estep"]:
                 run.log(step, arm=arm.name, round=metrics["round"],

@@ -106,12 +106,13 @@ def run(config: DictConfig, run) -> dict:
             result.update(heldout_nll(model, codec, held, config.eval.elbo_samples, estep.max_thought_tokens,
                                       seed=int(config.seed)))
             name = "humaneval" if config.eval.tasks == "humaneval" else Path(config.eval.tasks).stem
-            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, estep, suffix=f"/{name}"))
+            result.update(evaluate_arm(model, tokenizer, tasks, pool, config, estep.max_thought_tokens,
+                                       suffix=f"/{name}"))
             say("ra3_corpus", f"arm {arm}: " + ", ".join(f"{key} {value:.3f}" for key, value in result.items()
                                                           if isinstance(value, float)))
             return {"arm": arm.name, **result}
 
         rows = run.map(one_arm, arms, "arms", "eval")
-    log_estep_curves(run, arms)
+    log_estep_curves(run, {arm: arm.folder(run.path) for arm in arms})
     return {"arms": {row["arm"]: row for row in rows}, "tasks": len(tasks),
             "corpus": {"train_snippets": len(train.snippets), "heldout_snippets": len(held.snippets)}}

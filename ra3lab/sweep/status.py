@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from ra3lab.runs import Run
 from ra3lab.sweep import slurm
 
-STATES = ("done", "running", "interrupted", "failed", "pending")
+STATES = ("done", "running", "interrupted", "failed", "blocked", "pending")   # blocked: an upstream run failed
 STOPPED = ("SystemExit", "KeyboardInterrupt")   # errors of a run stopped from outside, not by a bug
 
 
@@ -77,6 +77,30 @@ def run_state(path: Path, queue: Queue | None = None) -> dict:
             "verified": verified}
 
 
+def runs_root_of(sweep_dir: Path) -> Path:
+    """The runs root a sweep directory <runs root>/sweeps/<sweep>/<hash> lies in."""
+    return Path(sweep_dir).resolve().parents[2]
+
+
+def dag_states(entries: list[dict], root: Path, queue: Queue | None = None) -> dict[str, dict]:
+    """The :func:`run_state` of each run of a DAG, entries ``{"id", "upstream": [ids]}`` upstream first (ids
+    relative to the runs root ``root``); a run not done that consumes, directly or not, a failed run is
+    ``blocked``, its error ``blocked: <that run's id> failed``."""
+    queue = queue or Queue()
+    states: dict[str, dict] = {}
+    for entry in entries:
+        state = run_state(Path(root) / entry["id"], queue)
+        if state["state"] not in ("done", "running"):
+            for upstream in entry["upstream"]:
+                above = states.get(upstream, {})
+                if above.get("state") in ("failed", "blocked"):
+                    cause = above.get("cause") or upstream
+                    state = {**state, "state": "blocked", "cause": cause, "error": f"blocked: {cause} failed"}
+                    break
+        states[entry["id"]] = state
+    return states
+
+
 def read_manifest(sweep_dir: Path) -> list[dict]:
     """The points of a sweep directory, one dict per manifest.jsonl line."""
     path = Path(sweep_dir) / "manifest.jsonl"
@@ -86,7 +110,7 @@ def read_manifest(sweep_dir: Path) -> list[dict]:
 def run_path(sweep_dir: Path, entry: dict) -> Path:
     """Where a manifest entry's run lives: <runs root>/<experiment>/<run id>, the runs root being the
     folder that holds sweeps/ (so a moved runs folder still resolves); else the recorded run_dir."""
-    local = Path(sweep_dir).resolve().parents[2] / entry["experiment"] / entry["run_id"]
+    local = runs_root_of(sweep_dir) / entry["experiment"] / entry["run_id"]
     return local if local.exists() or not Path(entry["run_dir"]).exists() else Path(entry["run_dir"])
 
 
@@ -109,12 +133,29 @@ def sweep_status(sweep_dir: Path) -> dict:
             state["job"] = f"{entry['job_id']} ({'queued' if queued else 'gone'})"
         runs.append({"index": entry["index"], "params": entry["params"], "run_id": entry["run_id"],
                      "run_dir": str(run_path(sweep_dir, entry)), **state})
+    summary: dict = {"sweep_dir": str(sweep_dir), "runs": runs}
+    stages_file = sweep_dir / "stages.jsonl"
+    if stages_file.exists():
+        entries = [json.loads(line) for line in stages_file.read_text().splitlines() if line.strip()]
+        dag = dag_states(entries, runs_root_of(sweep_dir), queue)
+        for run, entry in zip(runs, read_manifest(sweep_dir)):
+            run.update(dag[f"{entry['experiment']}/{entry['run_id']}"])
+        summary["stages"] = stage_progress(entries, dag)
+        summary["stage_runs"] = [{**entry, **dag[entry["id"]]} for entry in entries]
     states = [run["state"] for run in runs]
-    return {"sweep_dir": str(sweep_dir), "runs": runs, "counts": {s: states.count(s) for s in STATES},
-            "line": count_line(states)}
+    return {**summary, "counts": {s: states.count(s) for s in STATES}, "line": count_line(states)}
 
 
-STYLE = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
+def stage_progress(entries: list[dict], states: dict[str, dict]) -> dict[str, str]:
+    """Per stage experiment, in level order, the count line of its runs' states."""
+    by_stage: dict[str, list[str]] = {}
+    for entry in sorted(entries, key=lambda entry: entry.get("level", 0)):
+        by_stage.setdefault(entry["experiment"], []).append(states[entry["id"]]["state"])
+    return {stage: count_line(found) for stage, found in by_stage.items()}
+
+
+STYLE = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "blocked": "magenta",
+         "pending": "dim"}
 
 
 def render(runs: list[dict], line: str, title: str | None = None, extra: dict | None = None) -> None:

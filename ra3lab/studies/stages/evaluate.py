@@ -1,0 +1,70 @@
+"""Stage ``evaluate``: one arm's held-out results: code NLL with and without thinking (the ELBO), sampled
+pass@k (and decision-greedy pass@1) in the sandbox with thought and truncation rates, and, when
+``eval.lookahead_probe`` > 0, what its thoughts say (prior-style against posterior-style q)."""
+
+from __future__ import annotations
+
+import transformers
+from omegaconf import DictConfig
+
+from ra3lab.evaluation import SandboxPool
+from ra3lab.lm import LineCodec, load_model, load_tokenizer
+from ra3lab.log import say
+from ra3lab.ra3.evaluate import heldout_nll
+from ra3lab.ra3.metrics import names_intent, names_next_lines
+from ra3lab.ra3.rollout import sample_thoughts
+from ra3lab.studies import codeworld_ra3
+from ra3lab.studies.midtraining import evaluate_arm
+from ra3lab.studies.stages import HEADER, as_stage, corpus, model_path, programs
+from ra3lab.studies.stages.midtrain import arm_of
+
+KEYS = ["arm", "env", "data.heldout", "eval", "estep.max_thought_tokens"]
+
+
+def keys(config: DictConfig) -> list[str]:
+    return KEYS
+
+
+def upstream(config: DictConfig) -> dict:
+    return {"model": ("midtrain", as_stage(config, "midtrain"))}
+
+
+def validate(config: DictConfig) -> None:
+    arm_of(config)
+    codeworld_ra3.validate_pipeline(config)
+
+
+def hindsight(model, codec: LineCodec, held, heldout: list, config: DictConfig) -> dict:
+    """What q's thoughts on held-out code say, prior-style (k = 0) against posterior-style (k =
+    ``eval.lookahead_probe``): the share naming the intent of the skill they precede and the share naming
+    something the next k lines introduce (:mod:`ra3lab.ra3.metrics`); empty when the probe is 0."""
+    k, samples = config.eval.lookahead_probe, config.eval.elbo_samples
+    if k == 0:
+        return {}
+    intents = [{HEADER + i: p.phrases[s] for i, s in enumerate(p.line_skill)} for p in heldout]
+    out = {}
+    for name, lookahead in (("prior", 0), ("posterior", k)):
+        groups = sample_thoughts(model, codec, held.snippets, held.decisions, repeats=samples,
+                                 max_thought_tokens=config.estep.max_thought_tokens, seed=int(config.seed),
+                                 lookahead=lookahead)
+        rollouts = [rollout for group in groups for rollout in group]
+        out[f"{name}_names_intent"] = names_intent(rollouts, [i for i in intents for _ in range(samples)])
+        out[f"{name}_names_next_lines"] = names_next_lines(rollouts, window=max(k, 1))
+        out[f"{name}_thoughts"] = sum(len(rollout.thoughts) for rollout in rollouts)
+    return out
+
+
+def run(config: DictConfig, run) -> dict:
+    transformers.utils.logging.disable_progress_bar()
+    arm, folder = arm_of(config), model_path(config, "model")
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    codec, heldout = LineCodec(tokenizer), programs(config, "heldout")
+    held, thought_tokens = corpus(heldout), int(config.estep.max_thought_tokens)
+    with SandboxPool(workers=config.eval.workers) as pool:
+        result = heldout_nll(model, codec, held, config.eval.elbo_samples, thought_tokens, seed=int(config.seed))
+        result.update(evaluate_arm(model, tokenizer, [p.task() for p in heldout], pool, config, thought_tokens))
+    result.update(hindsight(model, codec, held, heldout, config))
+    say("evaluate", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, pass@1 "
+                    f"{result['pass@1']:.2f}, thought rate in generation {result['thought_rate']:.2f}, truncated "
+                    f"{result['truncation_rate']:.2f}")
+    return {"arm": arm.name, "evaluation": result}

@@ -1,0 +1,96 @@
+"""Stage ``rlvr``: GRPO (TRL) with the sandboxed unit-test reward from one mid-training arm's model (``arm``) with
+one seed (``rlvr.seed``), on CodeWorld's train-split tasks (``tasks.*``, drawn with ``tasks.seed``) or a task
+file; the held-out tasks are evaluated as ``rlvr_eval`` says at step 0, every ``rlvr.eval_every`` steps and at
+the end. The summary holds the held-out pass@1 curve (``curve_steps``, ``curve``) with the thought and
+truncation rates of the same evaluations, and the final pass@1."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import transformers
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ra3lab.errors import check
+from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
+from ra3lab.log import say
+from ra3lab.rlvr import RLVRConfig, train_rlvr
+from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.studies import codeworld_ra3
+from ra3lab.studies.stages import as_stage, model_path
+from ra3lab.studies.stages.midtrain import arm_of
+
+KEYS = ["arm", "env", "tasks", "rlvr", "rlvr_eval", "workers"]
+METRIC = "eval/pass@1/heldout"
+# columns of a curve next to held-out pass@1, each from the same evaluation
+RATES = {"thought_rate": "eval/thought_rate/heldout", "truncation_rate": "eval/truncation_rate/heldout"}
+SHOWN = ("rlvr/reward_mean", "rlvr/truncated_fraction", METRIC, *RATES.values())
+
+
+def keys(config: DictConfig) -> list[str]:
+    return KEYS
+
+
+def upstream(config: DictConfig) -> dict:
+    return {"model": ("midtrain", as_stage(config, "midtrain"))}
+
+
+def block(config: DictConfig, key: str) -> dict[str, Any]:
+    """A mapping block of the config (``rlvr``, ``rlvr_eval``) as a plain dict of keyword arguments."""
+    return cast(dict[str, Any], OmegaConf.to_container(config[key]))
+
+
+def task_file(path: str | None, field: str) -> list[dict] | None:
+    """The tasks of ``tasks.<field>`` when set (humaneval or a JSONL file), else None (CodeWorld's split)."""
+    return None if path is None else named_tasks(path, f"tasks.{field}")
+
+
+def check_rlvr(config: DictConfig, rlvr: dict, evaluation: dict) -> None:
+    """RLVRConfig and EvalConfig validate their fields; a task file with missing fields, or without reference
+    bodies where a budget derives from them, fails here."""
+    RLVRConfig(**rlvr)
+    EvalConfig(**evaluation)
+    for field, key, budget in (("train_file", "rlvr.max_new_tokens", rlvr.get("max_new_tokens")),
+                               ("heldout_file", "eval.max_new_tokens", evaluation.get("max_new_tokens"))):
+        tasks = task_file(config.tasks[field], field)
+        if tasks is not None:
+            check_tasks(f"tasks.{field}", tasks, None if budget else key)
+
+
+def validate(config: DictConfig) -> None:
+    arm_of(config)
+    codeworld_ra3.validate_pipeline(config)
+    check(isinstance(config.rlvr.seed, int), "rlvr.seed", config.rlvr.seed, "must be an integer")
+    check_rlvr(config, block(config, "rlvr"), block(config, "rlvr_eval"))
+
+
+def task_sets(config: DictConfig) -> tuple[list[dict], list[dict]]:
+    """(train tasks, held-out tasks): the task files when given, else CodeWorld's splits drawn with tasks.seed."""
+    world, seed = instantiate(config.env), int(config.tasks.seed)
+    train = task_file(config.tasks.train_file, "train_file") or world.tasks(config.tasks.train, "train", seed * 10 + 7)
+    heldout = (task_file(config.tasks.heldout_file, "heldout_file")
+               or world.tasks(config.tasks.heldout, "heldout", seed * 10 + 8))
+    return train, heldout
+
+
+def run(config: DictConfig, run) -> dict:
+    transformers.utils.logging.disable_progress_bar()
+    arm, seed = arm_of(config), int(config.rlvr.seed)
+    train, heldout = task_sets(config)
+    topic = f"rlvr {arm} seed {seed}"
+
+    def log(step: int, metrics: dict) -> None:
+        say(topic, f"step {step}: " + ", ".join(f"{key.split('/')[1]} {value:.3f}" for key, value in metrics.items()
+                                                if isinstance(value, float) and key in SHOWN))
+
+    with SandboxPool(workers=config.workers) as pool:
+        result = train_rlvr(model_path(config, "model"), train, heldout, RLVRConfig(**block(config, "rlvr")),
+                            run.path / "rlvr", pool, eval=EvalConfig(**block(config, "rlvr_eval")), log=log)
+    for row in result["history"]:
+        run.log(row["step"], **{key: value for key, value in row.items() if key != "step"})
+    evaluated = [row for row in result["history"] if METRIC in row]
+    return {"init": arm.name, "rlvr_seed": seed, "final": evaluated[-1][METRIC],
+            "curve_steps": [row["step"] for row in evaluated], "curve": [row[METRIC] for row in evaluated],
+            **{name: [row[key] for row in evaluated] for name, key in RATES.items()},
+            "steps": result["steps"]}

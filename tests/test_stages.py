@@ -1,0 +1,156 @@
+"""Stages as runs: ids from a stage's own keys plus its upstream ids, lineage as relative ids, a cycle refused,
+one computation of a shared upstream by two processes, and sweeps over stages as a DAG (locally and on the
+local SLURM cluster) that marks the dependants of a failed run blocked and relaunches only what is missing."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ra3lab.cli import main
+from ra3lab.config import compose_experiment
+from ra3lab.errors import ConfigError
+from ra3lab.execute import execute
+from ra3lab.stages import downstream, order, plan
+from ra3lab.sweep.grid import run_sweep
+from ra3lab.sweep.status import sweep_status
+
+TOY = {"toy_base": "base", "toy_top": "top"}
+
+
+@pytest.fixture
+def toy_root(tmp_path, monkeypatch, isolated_runs):
+    """A project root with the two toy stage experiments and a sweep of 2 labels x 2 values over ``toy_top``."""
+    root = tmp_path / "project"
+    for folder in ("experiments", "envs", "sweeps", "slurm"):
+        (root / folder).mkdir(parents=True)
+    for name, kind in TOY.items():
+        (root / "experiments" / f"{name}.yaml").write_text(
+            f"# @package _global_\n# toy stage {kind}\nstudy: tests.toy_stages\nseed: 0\nkind: {kind}\nvalue: 1\n"
+            "label: a\nsleep_s: 0.0\n")
+    (root / "sweeps" / "toy_dag.yaml").write_text(
+        "# 2 labels x 2 values over the top stage: 2 base runs, 4 top runs\nexperiment: toy_top\n"
+        "grid:\n  - label=a,bb\n  - value=1,2\n")
+    shutil.copytree(Path(__file__).resolve().parents[1] / "slurm" / "profiles", root / "slurm" / "profiles")
+    monkeypatch.setenv("RA3LAB_ROOT", str(root))
+    return root
+
+
+def base_runs(runs: Path) -> list[str]:
+    path = runs / "base_runs"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_stage_id_depends_on_its_own_keys_and_its_upstream_ids(toy_root):
+    top = plan("toy_top", compose_experiment("toy_top"))
+    relabelled = plan("toy_top", compose_experiment("toy_top", ["label=bb"]))
+    revalued = plan("toy_top", compose_experiment("toy_top", ["value=2"]))
+    assert relabelled.upstream["base"].id == top.upstream["base"].id     # label is not a key of base
+    assert relabelled.id != top.id
+    assert revalued.upstream["base"].id != top.upstream["base"].id and revalued.id != top.id
+    assert "label" not in top.upstream["base"].config and top.config.upstream.base == top.upstream["base"].id
+    assert [node.experiment for node in order([top, relabelled])] == ["toy_base", "toy_top", "toy_top"]
+
+
+def test_lineage_is_stored_as_relative_ids_and_shown_both_ways(toy_root, isolated_runs, capsys):
+    summary = execute("toy_top", compose_experiment("toy_top", ["label=ccc"]))
+    assert summary["result"] == 2 + 3
+    run_dir = Path(summary["run_dir"])
+    stored = OmegaConf.load(run_dir / "config.yaml")
+    base_id = str(stored.upstream.base)
+    assert base_id.startswith("toy_base/") and not Path(base_id).is_absolute()
+    assert downstream(isolated_runs, base_id) == [f"toy_top/{run_dir.name}"]
+    assert base_runs(isolated_runs) == [base_id.split("/")[1]]
+    assert main(["show", base_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["state"] == "done" and shown["downstream"] == {f"toy_top/{run_dir.name}": "done"}
+    assert main(["show", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["upstream"] == {"base": [base_id, "done"]}
+    assert main(["show", "toy_top/nothing", "--json"]) == 2
+
+
+def test_the_codeworld_pipeline_shares_the_ntp_arm_across_thought_lengths():
+    ids = {length: plan("rlvr", compose_experiment("rlvr", [f"arm={arm}", f"estep.max_thought_tokens={length}"]),
+                        validate=False)
+           for arm in ("ntp",) for length in (4, 8)}
+    ra3 = {length: plan("rlvr", compose_experiment("rlvr", ["arm=ra3_c0.05", f"estep.max_thought_tokens={length}"]),
+                        validate=False) for length in (4, 8)}
+    assert ids[4].id == ids[8].id                                    # NTP reads no estep key
+    assert ra3[4].upstream["model"].id != ra3[8].upstream["model"].id
+    assert ra3[4].upstream["model"].upstream["base"].id == ids[4].upstream["model"].upstream["base"].id
+    changed = plan("rlvr", compose_experiment("rlvr", ["arm=ntp", "model.hidden=64"]), validate=False)
+    assert changed.upstream["model"].upstream["base"].id != ids[4].upstream["model"].upstream["base"].id
+    assert changed.id != ids[4].id                                   # a changed upstream changes every id below
+
+
+def test_a_dependency_cycle_is_refused(toy_root, monkeypatch):
+    import tests.toy_stages as toy
+
+    monkeypatch.setattr(toy, "upstream", lambda config: {"again": ("toy_top", config)})
+    with pytest.raises(ConfigError, match="cycle: toy_top -> toy_top"):
+        plan("toy_top", compose_experiment("toy_top"))
+
+
+def _execute_top(root: str, runs: str, label: str) -> str:
+    import os
+
+    os.environ["RA3LAB_ROOT"], os.environ["RA3LAB_RUNS"] = root, runs
+    from ra3lab.config import compose_experiment
+    from ra3lab.execute import execute
+
+    return execute("toy_top", compose_experiment("toy_top", [f"label={label}", "sleep_s=1.5"]))["run_dir"]
+
+
+def test_two_processes_needing_the_same_missing_upstream_compute_it_once(toy_root, isolated_runs):
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        done = pool.starmap(_execute_top, [(str(toy_root), str(isolated_runs), label) for label in ("a", "bb")])
+    assert len(set(done)) == 2 and len(base_runs(isolated_runs)) == 1
+
+
+def test_a_local_dag_sweep_blocks_dependants_of_a_failure_and_relaunch_runs_only_what_is_missing(
+        toy_root, isolated_runs):
+    (isolated_runs).mkdir(parents=True, exist_ok=True)
+    (isolated_runs / "base_fails").write_text("")
+    first = run_sweep("toy_dag", workers=2)
+    assert first["n_stage_runs"] == 6 and len(base_runs(isolated_runs)) == 2
+    assert sorted(run["state"] for run in first["runs"]) == ["blocked"] * 4
+    status = sweep_status(Path(first["sweep_dir"]))
+    assert status["stages"] == {"toy_base": "2 runs: 2 failed", "toy_top": "4 runs: 4 blocked"}
+    assert all(run["error"].startswith("blocked: toy_base/") and run["error"].endswith(" failed")
+               for run in status["runs"])
+    (isolated_runs / "base_fails").unlink()
+    second = run_sweep("toy_dag", workers=2)
+    assert second["line"] == "4 runs: 4 done" and len(base_runs(isolated_runs)) == 4    # each base once more
+    results = sorted(json.loads((Path(run["run_dir"]) / "summary.json").read_text())["result"]
+                     for run in second["runs"])
+    assert results == [3, 4, 5, 6]                        # 2 * value + len(label)
+    third = run_sweep("toy_dag", workers=2)
+    assert third["launch"] == [] and len(base_runs(isolated_runs)) == 4
+
+
+def test_a_dag_sweep_dry_run_on_slurm_shows_one_array_per_level_with_afterok(toy_root):
+    summary = run_sweep("toy_dag", launcher="slurm", profile="localhost", dry_run=True)
+    assert {depth: sorted({run.split("/")[0] for run in runs}) for depth, runs in summary["levels"].items()} \
+        == {0: ["toy_base"], 1: ["toy_top"]}
+    assert (len(summary["levels"][0]), len(summary["levels"][1])) == (2, 4)
+    assert "--kill-on-invalid-dep=yes" in summary["sbatch"]["level 0"]
+    assert "--dependency='afterok:<level 0 array>'" in summary["sbatch"]["level 1"]
+    assert "--dependency" not in summary["sbatch"]["level 0"] and "--array=0-3" in summary["sbatch"]["level 1"]
+
+
+@pytest.mark.cluster
+def test_a_dag_sweep_on_slurm_runs_each_stage_once_and_relaunches_only_what_is_missing(toy_root, isolated_runs):
+    (isolated_runs).mkdir(parents=True, exist_ok=True)
+    (isolated_runs / "base_fails").write_text("")
+    first = run_sweep("toy_dag", launcher="slurm", profile="localhost", timeout_s=240)
+    assert sorted(run["state"] for run in first["runs"]) == ["blocked"] * 4
+    stages = [json.loads(line) for line in (Path(first["sweep_dir"]) / "stages.jsonl").read_text().splitlines()]
+    assert {entry["level"] for entry in stages} == {0, 1} and all(entry["job_id"] for entry in stages)
+    (isolated_runs / "base_fails").unlink()
+    second = run_sweep("toy_dag", launcher="slurm", profile="localhost", timeout_s=240)
+    assert second["line"] == "4 runs: 4 done" and len(base_runs(isolated_runs)) == 4
