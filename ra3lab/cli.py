@@ -11,7 +11,7 @@
                 [--slurm KEY=VALUE ...] [--trials N] [--json]
     ra3lab bench <name> [key=value ...] [--json]
     ra3lab demo [--full] [--json]
-    ra3lab plot convergence <run-dir | curves.csv> [threshold=T] [--out DIR]
+    ra3lab plot convergence <run-dir | curves.csv | sweep-dir | sweep> [threshold=T] [--out DIR]
     ra3lab plot theory [--out DIR]
     ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN|auc|final|steps_to_threshold [threshold=T]
                         [reduce=iqm|mean|median] [--out DIR]
@@ -231,7 +231,8 @@ def cmd_plot(args) -> dict:
     if args.source is None:
         raise ConfigError("source", None, f"`ra3lab plot {args.kind}` needs a run directory, file or sweep")
     if args.kind == "convergence":
-        return paper.convergence(Path(args.source), out, **params)
+        source = Path(args.source)
+        return paper.convergence(source if source.exists() else find_sweep_dir(args.source), out, **params)
     takes = list(inspect.signature(paper.heatmap).parameters)[2:]      # after the sweep and the output folder
     for key in [*params, "x", "y", "value"]:
         if key not in takes or key not in params:
@@ -342,7 +343,8 @@ def parser() -> argparse.ArgumentParser:
 
     plot = add("plot", cmd_plot, "draw the appendix's figures and tables from stored runs")
     plot.add_argument("kind", choices=["convergence", "theory", "heatmap"])
-    plot.add_argument("source", nargs="?", help="convergence: a codeworld_rlvr run dir or curves.csv; heatmap: a sweep")
+    plot.add_argument("source", nargs="?",
+                      help="convergence: a codeworld_rlvr run dir, curves.csv or a sweep; heatmap: a sweep")
     plot.add_argument("params", nargs="*", default=[],
                       help="key=value: threshold=0.5 (convergence); x=, y=, value=, threshold=, reduce= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")

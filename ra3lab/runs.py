@@ -66,9 +66,14 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+NOT_IDENTITY = ("tracking",)   # top-level keys that say where a run reports, not what it computes
+
+
 def run_id(config: DictConfig) -> str:
-    """A short stable id derived from the resolved config."""
-    text = json.dumps(OmegaConf.to_container(config, resolve=True), sort_keys=True)
+    """A short stable id derived from the resolved config, less the keys of :data:`NOT_IDENTITY`."""
+    resolved = OmegaConf.to_container(config, resolve=True)
+    assert isinstance(resolved, dict), "a config is a mapping"
+    text = json.dumps({key: value for key, value in resolved.items() if key not in NOT_IDENTITY}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -32,10 +32,12 @@ def toy_root(tmp_path, monkeypatch, isolated_runs):
     for name, kind in TOY.items():
         (root / "experiments" / f"{name}.yaml").write_text(
             f"# @package _global_\n# toy stage {kind}\nstudy: tests.toy_stages\nseed: 0\nkind: {kind}\nvalue: 1\n"
-            "label: a\nsleep_s: 0.0\n")
+            "label: a\nsleep_s: 0.0\nunused: 0\n")
     (root / "sweeps" / "toy_dag.yaml").write_text(
         "# 2 labels x 2 values over the top stage: 2 base runs, 4 top runs\nexperiment: toy_top\n"
         "grid:\n  - label=a,bb\n  - value=1,2\n")
+    (root / "sweeps" / "toy_unused.yaml").write_text("# an axis no stage reads\nexperiment: toy_top\n"
+                                                     "grid:\n  - label=a,bb\n  - unused=1,2\n")
     shutil.copytree(Path(__file__).resolve().parents[1] / "slurm" / "profiles", root / "slurm" / "profiles")
     monkeypatch.setenv("RA3LAB_ROOT", str(root))
     return root
@@ -83,9 +85,17 @@ def test_the_codeworld_pipeline_shares_the_ntp_arm_across_thought_lengths():
     assert ids[4].id == ids[8].id                                    # NTP reads no estep key
     assert ra3[4].upstream["model"].id != ra3[8].upstream["model"].id
     assert ra3[4].upstream["model"].upstream["base"].id == ids[4].upstream["model"].upstream["base"].id
+    untracked = plan("rlvr", compose_experiment("rlvr", ["arm=ntp", "tracking.tensorboard=false"]), validate=False)
+    assert untracked.id == ids[4].id                                 # where a run reports is not what it computes
     changed = plan("rlvr", compose_experiment("rlvr", ["arm=ntp", "model.hidden=64"]), validate=False)
     assert changed.upstream["model"].upstream["base"].id != ids[4].upstream["model"].upstream["base"].id
     assert changed.id != ids[4].id                                   # a changed upstream changes every id below
+
+
+def test_a_sweep_axis_that_no_stage_reads_is_refused_before_anything_runs(toy_root, isolated_runs):
+    with pytest.raises(ConfigError, match="no stage of toy_top depends on unused") as error:
+        run_sweep("toy_unused")
+    assert error.value.field == "grid" and not (isolated_runs / "toy_base").exists()
 
 
 def test_a_dependency_cycle_is_refused(toy_root, monkeypatch):
@@ -154,3 +164,52 @@ def test_a_dag_sweep_on_slurm_runs_each_stage_once_and_relaunches_only_what_is_m
     (isolated_runs / "base_fails").unlink()
     second = run_sweep("toy_dag", launcher="slurm", profile="localhost", timeout_s=240)
     assert second["line"] == "4 runs: 4 done" and len(base_runs(isolated_runs)) == 4
+
+
+RLVR_TINY = ["tasks.train=8", "tasks.heldout=4", "rlvr.steps=2", "rlvr.group_size=2", "rlvr.prompts_per_step=2",
+             "rlvr.max_new_tokens=24", "rlvr.eval_every=1", "rlvr.save_every=1", "rlvr.timeout_s=2.0", "rlvr_eval.n=2"]
+
+
+@pytest.mark.slow
+def test_tuning_an_rlvr_objective_shares_the_pretrained_base_across_trials(tmp_path, monkeypatch, isolated_runs):
+    from ra3lab.sweep.tune import tune
+    from tests.test_midtraining import CODEWORLD
+
+    checkout = Path(__file__).resolve().parents[1]
+    root = tmp_path / "project"
+    for folder in ("experiments", "envs"):
+        shutil.copytree(checkout / folder, root / folder)
+    fixed = "".join(f"  - {override}\n" for override in [*CODEWORLD, *RLVR_TINY] if not override.startswith("cs="))
+    (root / "sweeps").mkdir()
+    (root / "sweeps" / "tiny_auc_space.yaml").write_text(
+        "# tiny RLVR AUC over the RA3 arm\nexperiment: rlvr\nfixed:\n" + fixed + "objective: auc\n"
+        "direction: maximize\nintermediate: eval/pass@1/heldout\npruner: {type: none}\nsampler: {type: random, seed: 0}\n"
+        "trials: 3\nparams:\n  arm: {type: categorical, choices: [ra3_c0.01, ra3_c0.05, ra3_c0.2]}\n")
+    monkeypatch.setenv("RA3LAB_ROOT", str(root))
+    summary = tune("tiny_auc", workers=1)
+    assert summary["n_trials"]["COMPLETE"] == 3
+    assert len(list((isolated_runs / "pretrain").iterdir())) == 1          # one base for every trial
+    aucs = [json.loads(path.read_text())["auc"] for path in (isolated_runs / "rlvr").glob("*/summary.json")]
+    assert 1 <= len(aucs) <= 3 and summary["best_value"] == max(aucs)
+    assert Path(summary["best_run_dir"]).parent.name == "rlvr"
+
+
+@pytest.mark.slow
+def test_the_penalty_budget_sweep_runs_its_dag_once_and_feeds_the_heatmap_and_curves(tmp_path):
+    from ra3lab.plots import paper
+    from tests.test_midtraining import CODEWORLD
+
+    tiny = [o for o in CODEWORLD if not o.startswith(("cs=", "references=", "estep.max_thought_tokens"))]
+    axes = ["arm=ra3_c0.05,ra3_c0.2", "estep.max_thought_tokens=4,8", "rlvr.seed=0"]
+    summary = run_sweep("ra3_penalty_budget", [*tiny, *RLVR_TINY, *axes], workers=2)
+    assert summary["line"] == "4 runs: 4 done" and summary["n_stage_runs"] == 1 + 4 + 4
+    levels = {row["experiment"]: row["level"] for row in summary["stages"]}
+    assert levels == {"pretrain": 0, "midtrain": 1, "rlvr": 2}
+    sweep_dir = Path(summary["sweep_dir"])
+    heat = paper.heatmap(sweep_dir, tmp_path, "arm", "estep.max_thought_tokens", "auc")
+    assert len(heat["cells"]) == 4 and all(cell["n"] == 1 for cell in heat["cells"])
+    curves = paper.sweep_curves(sweep_dir)
+    assert set(curves["task_set"]) == {"L_z=4", "L_z=8"} and set(curves["init"]) == {"ra3_c0.05", "ra3_c0.2"}
+    assert all(Path(path).exists() for path in paper.convergence(sweep_dir, tmp_path, threshold=0.2)["figures"])
+    again = run_sweep("ra3_penalty_budget", [*tiny, *RLVR_TINY, *axes], workers=2)
+    assert again["launch"] == []

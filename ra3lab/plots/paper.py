@@ -1,7 +1,7 @@
 """The appendix's figures and tables, built from stored runs (``ra3lab plot <kind>``).
 
-- ``convergence``: RLVR curves (a ``curves.csv`` of ``init, seed, task_set, step, value``) as IQM
-  curves with bootstrap bands, plus the convergence table in Markdown and LaTeX;
+- ``convergence``: RLVR curves (a ``curves.csv`` of ``init, seed, task_set, step, value``, or a sweep's rlvr
+  runs) as IQM curves with bootstrap bands, plus the convergence table in Markdown and LaTeX;
 - ``theory``: theory next to practice from the theory experiments' and the CodeWorld study's
   summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
   tau, and RA3's thought rate against the penalty c;
@@ -32,11 +32,40 @@ def latest_summary(runs: Path, experiment: str) -> dict | None:
     return json.loads(summaries[-1].read_text()) if summaries else None
 
 
+def sweep_curves(sweep_dir: Path, panel: str = "estep.max_thought_tokens") -> pd.DataFrame:
+    """The long table of curves (``init, seed, task_set, step, value`` and the rates) of a sweep's RLVR runs: each
+    point whose run summary holds a curve, ``init`` its arm, ``seed`` its ``rlvr.seed``, one task set per value
+    of the swept key ``panel`` (``L_z=8``: one panel each; a single panel when it is not swept). A run two points
+    share (an NTP arm at every L_z) is drawn in each of their panels."""
+    from ra3lab.sweep.status import read_manifest, run_path
+
+    rows = []
+    for entry in read_manifest(sweep_dir):
+        path = run_path(sweep_dir, entry) / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        if "curve" not in summary:
+            continue
+        task_set = f"L_z={entry['params'][panel]}" if panel in entry["params"] else "codeworld"
+        rates = {name: summary[name] for name in ("thought_rate", "truncation_rate") if name in summary}
+        rows += [{"init": summary["init"], "seed": int(entry["params"].get("rlvr.seed", summary.get("rlvr_seed", 0))),
+                  "task_set": task_set, "step": step, "value": value,
+                  **{name: values[i] for name, values in rates.items()}}
+                 for i, (step, value) in enumerate(zip(summary["curve_steps"], summary["curve"]))]
+    check(bool(rows), "source", str(sweep_dir), "no run of this sweep holds an RLVR curve yet (a sweep over the "
+          "rlvr stage, e.g. ra3_penalty_budget): launch it, or give a codeworld_rlvr run directory")
+    return pd.DataFrame(rows).drop_duplicates(["init", "seed", "task_set", "step"])
+
+
 def convergence(source: Path, out: Path, threshold: float = 0.5, reps: int = 2000) -> dict:
-    """Figure and tables from ``source``: a curves.csv or a run directory holding one."""
-    path = source / "curves.csv" if source.is_dir() else source
-    check(path.is_file(), "source", str(source), "give a curves.csv or a codeworld_rlvr run directory holding one")
-    table = pd.read_csv(path)
+    """Figure and tables from ``source``: a curves.csv, a run directory holding one, or a sweep directory over
+    the rlvr stage (:func:`sweep_curves`)."""
+    if (source / "manifest.jsonl").exists():
+        table = sweep_curves(source)
+    else:
+        path = source / "curves.csv" if source.is_dir() else source
+        check(path.is_file(), "source", str(source),
+              "give a curves.csv, a codeworld_rlvr run directory holding one, or a sweep over the rlvr stage")
+        table = pd.read_csv(path)
     summary = convergence_table(table, threshold, reps=reps)
     out.mkdir(parents=True, exist_ok=True)
     (out / "convergence.md").write_text(to_markdown(summary))

@@ -74,8 +74,26 @@ def plan(name: str, overrides: list[str] | tuple[str, ...] = (), quick: bool = F
         check(root.id not in seen, "grid", " ".join(point.overrides),
               f"points {seen.get(root.id)} and {i} resolve to the same config (run {root.run_id}): drop the duplicate")
         seen[root.id] = i
+    if any(root.upstream for root in roots):
+        _check_axes(spec.experiment, points, roots)
     return Plan(spec, points, configs, roots, [root.run() for root in roots],
                 runs_root() / "sweeps" / name / spec_hash(spec, points))
+
+
+def _check_axes(experiment: str, points: list[Point], roots: list[Node]) -> None:
+    """ConfigError for a swept key that changes no run of the stages' DAG (no stage reads it): its values would
+    all give the same runs."""
+    runs = [frozenset(node.id for node in order([root])) for root in roots]
+    for key in points[0].params:
+        if len({str(point.params[key]) for point in points}) < 2:
+            continue
+        same_rest: dict[str, set[frozenset[str]]] = {}
+        for point, found in zip(points, runs):
+            rest = json.dumps({k: v for k, v in point.params.items() if k != key}, sort_keys=True, default=str)
+            same_rest.setdefault(rest, set()).add(found)
+        check(any(len(found) > 1 for found in same_rest.values()), "grid", key,
+              f"no stage of {experiment} depends on {key}: every value gives the same runs; drop that axis or "
+              "sweep a key a stage reads (`ra3lab show <run>` lists a run's config)")
 
 
 def validate(the_plan: Plan, indices: list[int]) -> None:
