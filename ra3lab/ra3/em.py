@@ -10,6 +10,10 @@ from there.
 Every M-step starts a fresh optimizer and learning-rate schedule with the round's seed, and the NTP
 twin restarts the same way at the same seeds on the plain corpus: RA3 and NTP differ only in the data
 (a round that infuses no thought trains exactly as NTP's round does).
+
+``track(step, {tag: value})``, where given, gets the training curves as they are produced: the M-step's (and
+NTP's) ``mstep/loss`` every 10 steps and the E-step's every step under :func:`estep_tags`; steps count on across
+rounds (round k's M-step steps are k * midtrain.steps_per_round + 1 ..., its E-step steps k * estep.steps + 0 ...).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ra3lab.ra3.metrics import thought_stats
 from ra3lab.runs import atomic_write
 
 Progress = Callable[[str], None]
+Track = Callable[[int, dict], None]     # (step, {tag: value}) of the training curves, e.g. ra3lab.tracking.Scalars
 
 
 def save_round(model, tokenizer, folder: Path, metrics: dict) -> None:
@@ -52,6 +57,20 @@ def round_seed(seed: int, k: int) -> int:
     return seed * 1000 + k
 
 
+def estep_tags(point: dict) -> dict:
+    """One E-step step's metrics under their metrics.jsonl names: ``estep/reward`` and ``estep/loss``, the
+    thought statistics under ``rationale/`` (rate, length, boundary_precision|recall|f1 where truth is known)."""
+    return {f"{'estep' if key in ('reward', 'loss') else 'rationale'}/{key}": value for key, value in point.items()}
+
+
+def mstep_log(track: Track | None, k: int, config: DictConfig) -> Callable[[int, float], None] | None:
+    """:func:`train_on`'s ``log`` that hands round k's M-step losses to ``track`` as ``mstep/loss``; None without
+    ``track``."""
+    if track is None:
+        return None
+    return lambda step, loss: track(k * config.midtrain.steps_per_round + step, {"mstep/loss": loss})
+
+
 def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, batch_size: int, lr: float, seed: int,
              log=None, eos: bool = False) -> list[float]:
     """Next-token prediction of ``model`` on programs (lists of lines), each cut to the model's context;
@@ -64,9 +83,10 @@ def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, bat
 
 
 def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, estep: EStepConfig, c: float,
-        folder: Path, seed: int, progress: Progress) -> tuple[object, list[dict]]:
+        folder: Path, seed: int, progress: Progress, track: Track | None = None) -> tuple[object, list[dict]]:
     """K = midtrain.rounds EM rounds from ``base`` (not modified), E-step and infusion as ``estep`` says, M-steps
-    as ``config.midtrain`` says; returns (pi after the last round, per-round metrics)."""
+    as ``config.midtrain`` says; returns (pi after the last round, per-round metrics). ``track``: see the module
+    docstring."""
     done, rounds = last_round(folder)
     pi = copy.deepcopy(base) if done == 0 else load_model(round_folder(folder, done - 1))
     for k in range(done, config.midtrain.rounds):
@@ -76,6 +96,8 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
             curve.append(metrics)
             progress(f"round {k + 1}/{config.midtrain.rounds} E-step {step + 1}/{estep.steps}: "
                      f"reward {metrics['reward']:.3f}/line, thought rate {metrics['rate']:.2f}")
+            if track is not None:
+                track(k * estep.steps + step, estep_tags(metrics))
 
         seed_k = round_seed(seed, k)
         if estep.method == "rl":
@@ -85,7 +107,8 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
             infused = infuse(pi, codec, corpus, seed_k, estep, pi=pi, c=c)
         stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
         progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
-        losses = m_step(pi, codec, [rollout.lines for rollout in infused], config, seed_k)
+        losses = m_step(pi, codec, [rollout.lines for rollout in infused], config, seed_k,
+                        mstep_log(track, k, config))
         metrics = {"round": k, "estep": curve, "infused": stats, "mstep_loss": losses[-1],
                    "example": infused[0].lines, "placements": [sorted(rollout.thoughts) for rollout in infused]}
         save_round(pi, tokenizer, round_folder(folder, k), metrics)
@@ -93,19 +116,22 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
     return pi, rounds
 
 
-def m_step(pi, codec: LineCodec, programs: list[list[str]], config: DictConfig, seed: int) -> list[float]:
+def m_step(pi, codec: LineCodec, programs: list[list[str]], config: DictConfig, seed: int,
+           log: Callable[[int, float], None] | None = None) -> list[float]:
     """One round's next-token prediction of ``pi`` on ``programs`` (midtrain.steps_per_round steps; an eos after
-    each program when midtrain.eos)."""
+    each program when midtrain.eos); ``log``: :func:`train_on`'s."""
     return train_on(pi, codec, programs, config.midtrain.steps_per_round, config.midtrain.batch_size,
-                    config.midtrain.lr, seed, eos=config.midtrain.get("eos", False))
+                    config.midtrain.lr, seed, log=log, eos=config.midtrain.get("eos", False))
 
 
 def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: DictConfig, folder: Path,
-        seed: int) -> object:
-    """Plain next-token prediction on the same corpus, in as many rounds as RA3 with the same M-steps and seeds."""
+        seed: int, track: Track | None = None) -> object:
+    """Plain next-token prediction on the same corpus, in as many rounds as RA3 with the same M-steps and seeds;
+    ``track``: see the module docstring."""
     if (folder / "metrics.json").exists():
         return load_model(folder)
     pi = copy.deepcopy(base)
-    losses = [m_step(pi, codec, programs, config, round_seed(seed, k)) for k in range(config.midtrain.rounds)]
+    losses = [m_step(pi, codec, programs, config, round_seed(seed, k), mstep_log(track, k, config))
+              for k in range(config.midtrain.rounds)]
     save_round(pi, tokenizer, folder, {"loss": losses[-1][-1]})
     return pi

@@ -24,6 +24,12 @@ Held-out evaluation is :func:`ra3lab.evaluation.evaluate` under an :class:`~ra3l
 (sampled pass@k by default, with the thought and truncation rates), with the same seed at every evaluation step,
 so the points of a curve differ by the weights, not by the random numbers.
 
+Given a ``tensorboard`` folder, the run writes TensorBoard event files there as it goes: TRL's own step metrics
+through transformers' ``TensorBoardCallback`` (under ``train/``: reward, kl, loss, learning rate ...) and the other
+metrics of a step's row (``rlvr/`` timings, completion length and truncated fraction; the ``eval/`` evaluations,
+step 0's included) under their own names. transformers 5 has no ``logging_dir`` argument (``report_to`` would write
+to ``output_dir/runs/``), so the callback is handed a writer on that folder and ``report_to`` stays "none".
+
 Runs are deterministic per seed on one device: the data order is fixed by the seed up front (one epoch of
 ``steps * prompts_per_step`` rows that TRL reads in order), sampling by (seed, step), and the Trainer restores
 the global RNG, the optimizer and the weights from a checkpoint, so a resumed run repeats the steps of one that
@@ -42,6 +48,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOConfig, GRPOTrainer
 
@@ -51,9 +58,10 @@ from ra3lab.evaluation.solve import budget
 from ra3lab.evaluation.tasks import REQUIRED
 from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer
 from ra3lab.lm.generate import prompt_ids
-from ra3lab.rlvr.callbacks import StepMetrics
+from ra3lab.rlvr.callbacks import TRL_METRICS, StepMetrics
 from ra3lab.rlvr.reward import unit_test_reward
 from ra3lab.runs import atomic_write, json_safe
+from ra3lab.tracking import Scalars, scalars
 
 EVAL_BATCH = 64         # completions per generate call in evaluation
 EVAL_METRICS = ("thought_rate", "thought_length", "truncation_rate", "pass_with_thought", "pass_without_thought")
@@ -204,9 +212,24 @@ def rollout_budgets(codec: LineCodec, tasks: list[dict], config: RLVRConfig, eva
     return budgets
 
 
+def handing(log: Callable[[int, dict], None] | None, track: Scalars | None) -> Callable[[int, dict], None] | None:
+    """StepMetrics' ``log``: every row to ``log``, and to ``track`` the metrics that TRL's own TensorBoardCallback
+    does not write (those of ``TRL_METRICS`` it writes under TRL's names)."""
+    if track is None:
+        return log
+
+    def hand(step: int, row: dict) -> None:
+        track(step, {key: value for key, value in row.items() if key not in TRL_METRICS.values()})
+        if log is not None:
+            log(step, row)
+
+    return hand
+
+
 def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict] | Mapping[str, list[dict]],
                config: RLVRConfig, output_dir: Path, pool: SandboxPool,
-               log: Callable[[int, dict], None] | None = None, eval: EvalConfig = EVAL) -> dict:
+               log: Callable[[int, dict], None] | None = None, eval: EvalConfig = EVAL,
+               tensorboard: Path | None = None) -> dict:
     """GRPO from the model and tokenizer in ``checkpoint`` (a save_pretrained directory or hub name) on
     ``train_tasks``; returns ``{"model_dir", "steps", "history", <last eval metrics>}``.
 
@@ -217,7 +240,8 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
     :class:`~ra3lab.rlvr.callbacks.StepMetrics`) and the evaluations. ``output_dir`` holds TRL's checkpoints
     (``checkpoint-<step>/``), ``rlvr.json`` and, at the end, the trained model and tokenizer in ``final/``. Called
     again on the same output_dir with the same inputs, the run resumes from its last checkpoint, and ``log`` gets the
-    steps after it again; "history" holds every logged row from step 0. Bad input raises ConfigError before training.
+    steps after it again; "history" holds every logged row from step 0. ``tensorboard``: a folder for TensorBoard
+    event files of the run (module docstring); None: none. Bad input raises ConfigError before training.
     """
     check(isinstance(config, RLVRConfig), "config", type(config).__name__, "give an RLVRConfig")
     check(isinstance(eval, EvalConfig), "eval", type(eval).__name__, "give an EvalConfig")
@@ -244,18 +268,21 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
         return {key: value for name, tasks in eval_sets.items()
                 for key, value in held_out(policy, tokenizer, list(tasks), name, pool, eval, limits).items()}
 
-    metrics = StepMetrics(evaluations, config.eval_every, log)
-    with warnings.catch_warnings():     # rollout_func is experimental in TRL 1.16; its API is pinned with TRL
-        warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
-        warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
-        trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
-                              args=grpo_args(config, output_dir, max(budgets.values())),
-                              train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
-                              callbacks=[metrics], rollout_func=line_rollout(tokenizer, config, budgets, metrics))
-    trainer.remove_callback(PrinterCallback)    # rows go to ``log``, not to stdout
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
-        trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)))
+    with scalars(tensorboard) as track:
+        metrics = StepMetrics(evaluations, config.eval_every, handing(log, track))
+        reporting = [] if track is None else [TensorBoardCallback(track.writer)]
+        with warnings.catch_warnings():     # rollout_func is experimental in TRL 1.16; its API is pinned with TRL
+            warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+            warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
+            trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
+                                  args=grpo_args(config, output_dir, max(budgets.values())),
+                                  train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
+                                  callbacks=[metrics, *reporting],
+                                  rollout_func=line_rollout(tokenizer, config, budgets, metrics))
+        trainer.remove_callback(PrinterCallback)    # rows go to ``log``, not to stdout
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
+            trainer.train(resume_from_checkpoint=get_last_checkpoint(str(output_dir)))
     trainer.save_model(str(output_dir / "final"))
     history = [{key: value for key, value in row.items() if key == "step" or key.startswith(("rlvr/", "eval/"))}
                for row in trainer.state.log_history if any(key.startswith(("rlvr/", "eval/")) for key in row)]

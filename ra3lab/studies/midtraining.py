@@ -78,35 +78,44 @@ def ra3_placements(config: DictConfig, run_dir: Path) -> list[list[int]]:
     return rounds[-1]["placements"]
 
 
-def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: list[list[str]], folder: Path):
-    """The tiny base model pre-trained on ``programs``; loaded from ``folder`` when saved before."""
+def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: list[list[str]], folder: Path,
+                    track: em.Track | None = None):
+    """The tiny base model pre-trained on ``programs``; loaded from ``folder`` when saved before. ``track``, where
+    given, gets the loss as ``pretrain/loss`` every 10 steps."""
     if (folder / "metrics.json").exists():
         return load_model(folder)
     model = build_model(tokenizer, **config.model, seed=config.seed)
     say("mid-training", f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for "
                         f"{config.pretrain.steps} steps")
+
+    def log(step: int, loss: float) -> None:
+        if step % 100 == 0:
+            say("mid-training", f"pre-training step {step}: loss {loss:.3f}")
+        if track is not None:
+            track(step, {"pretrain/loss": loss})
+
     losses = em.train_on(model, codec, programs, config.pretrain.steps, config.pretrain.batch_size, config.pretrain.lr,
-                         config.seed, eos=config.midtrain.eos,
-                         log=lambda step, loss: say("mid-training", f"pre-training step {step}: loss {loss:.3f}")
-                         if step % 100 == 0 else None)
+                         config.seed, eos=config.midtrain.eos, log=log)
     em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
     return model
 
 
 def arm_model(arm: Arm, base, tokenizer, codec: LineCodec, train: Corpus, references: dict[str, list[list[str]]],
-              config: DictConfig, estep: EStepConfig | None, run_dir: Path) -> tuple[object, dict]:
+              config: DictConfig, estep: EStepConfig | None, run_dir: Path,
+              track: em.Track | None = None) -> tuple[object, dict]:
     """(the arm's mid-trained model, its training metrics); references train on ``references[arm.name]``, the
-    models are saved in the arm's folder of ``run_dir``; estep: for RA3 and infuse0 (None for the others)."""
+    models are saved in the arm's folder of ``run_dir``; estep: for RA3 and infuse0 (None for the others);
+    ``track``: the training curves as they are produced (:mod:`ra3lab.ra3.em`)."""
     seed = int(config.seed)
     if arm.kind == "base":
         return base, {}
     if arm.kind == "reference":
-        return em.ntp(base, tokenizer, codec, references[arm.name], config, arm.folder(run_dir), seed), {}
+        return em.ntp(base, tokenizer, codec, references[arm.name], config, arm.folder(run_dir), seed, track), {}
     assert estep is not None, f"the {arm} arm runs E-steps: give its EStepConfig"
     if arm.kind == "infuse0":                   # q is pi: no E-step and no penalty
         estep = replace(estep, method="rl", steps=0)
     model, rounds = em.ra3(base, tokenizer, codec, train, config, estep, arm.c or 0.0, arm.folder(run_dir), seed,
-                           lambda message: say("mid-training", f"{arm} {message}"))
+                           lambda message: say("mid-training", f"{arm} {message}"), track)
     curve = rounds[-1]["estep"]
     return model, {"estep_reward_first": curve[0]["reward"] if curve else None,
                    "estep_reward_last": curve[-1]["reward"] if curve else None,
@@ -125,7 +134,5 @@ def log_estep_curves(run, folders: dict[Arm, Path]) -> None:
         _, rounds = em.last_round(folder)
         for metrics in rounds:
             for point in metrics["estep"]:
-                run.log(step, arm=arm.name, round=metrics["round"],
-                        **{f"{'estep' if key in ('reward', 'loss') else 'rationale'}/{key}": value
-                           for key, value in point.items()})
+                run.log(step, arm=arm.name, round=metrics["round"], **em.estep_tags(point))
                 step += 1

@@ -3,7 +3,8 @@
 ``base`` trains nothing (its model is the base); ``ntp`` and ``oracle`` train by next-token prediction on the
 plain and on the oracle-commented corpus; ``infuse0`` and ``ra3_c<c>`` run RA3's EM rounds; ``random`` places
 as many intent comments per program as the RA3 arm of the first c in ``cs`` (an upstream run) wrote, at random
-lines. Which keys an arm depends on follows from what it trains on: only RA3 and infuse0 read ``estep``.
+lines. Which keys an arm depends on follows from what it trains on: only RA3 and infuse0 read ``estep``. A trained
+arm's curves go to TensorBoard under ``tensorboard/<arm>`` (:mod:`ra3lab.tracking`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ra3lab.stages import upstream_dir
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.midtraining import arm_model, ra3_placements
 from ra3lab.studies.stages import as_stage, corpus, model_path, programs
+from ra3lab.tracking import event_dir, scalars
 
-TRAINING = ["env", "data.midtrain", "midtrain"]   # what every trained arm reads besides its base
+TRAINING = ["env", "data.midtrain", "midtrain", "tracking"]   # what every trained arm reads besides its base
 
 
 def check_arm(name: str, field: str = "arm") -> Arm:
@@ -71,7 +73,8 @@ def run(config: DictConfig, run) -> dict:
         references["random"] = [codeworld_ra3.random_comments(p, lines) for p, lines in zip(midtrain, chosen)]
     estep = EStepConfig.of(config.estep) if arm.em_rounds else None
     say("midtrain", f"arm {arm}")
-    _, training = arm_model(arm, base, tokenizer, LineCodec(tokenizer), corpus(midtrain), references, config, estep,
-                            run.path)
+    with scalars(event_dir(config, run.path, arm.name)) as track:
+        _, training = arm_model(arm, base, tokenizer, LineCodec(tokenizer), corpus(midtrain), references, config,
+                                estep, run.path, track)
     model = arm.model_dir(run.path, config.midtrain.rounds)
     return {"arm": arm.name, "model": str(model.relative_to(runs_root())), "training": training}

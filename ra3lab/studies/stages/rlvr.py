@@ -20,8 +20,9 @@ from ra3lab.rlvr.grpo import check_tasks
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
+from ra3lab.tracking import event_dir
 
-KEYS = ["arm", "env", "tasks", "rlvr", "rlvr_eval", "workers"]
+KEYS = ["arm", "env", "tasks", "rlvr", "rlvr_eval", "workers", "tracking"]
 METRIC = "eval/pass@1/heldout"
 # columns of a curve next to held-out pass@1, each from the same evaluation
 RATES = {"thought_rate": "eval/thought_rate/heldout", "truncation_rate": "eval/truncation_rate/heldout"}
@@ -86,7 +87,8 @@ def run(config: DictConfig, run) -> dict:
 
     with SandboxPool(workers=config.workers) as pool:
         result = train_rlvr(model_path(config, "model"), train, heldout, RLVRConfig(**block(config, "rlvr")),
-                            run.path / "rlvr", pool, eval=EvalConfig(**block(config, "rlvr_eval")), log=log)
+                            run.path / "rlvr", pool, eval=EvalConfig(**block(config, "rlvr_eval")), log=log,
+                            tensorboard=event_dir(config, run.path, "rlvr"))
     for row in result["history"]:
         run.log(row["step"], **{key: value for key, value in row.items() if key != "step"})
     evaluated = [row for row in result["history"] if METRIC in row]
