@@ -183,7 +183,8 @@ def test_tuning_an_rlvr_objective_shares_the_pretrained_base_across_trials(tmp_p
     (root / "sweeps").mkdir()
     (root / "sweeps" / "tiny_auc_space.yaml").write_text(
         "# tiny RLVR AUC over the RA3 arm\nexperiment: rlvr\nfixed:\n" + fixed + "objective: auc\n"
-        "direction: maximize\nintermediate: eval/pass@1/heldout\npruner: {type: none}\nsampler: {type: random, seed: 0}\n"
+        "direction: maximize\nintermediate: eval/pass@1/heldout\npruner: {type: none}\n"
+        "sampler: {type: random, seed: 0}\n"
         "trials: 3\nparams:\n  arm: {type: categorical, choices: [ra3_c0.01, ra3_c0.05, ra3_c0.2]}\n")
     monkeypatch.setenv("RA3LAB_ROOT", str(root))
     summary = tune("tiny_auc", workers=1)
