@@ -2,7 +2,8 @@
 
 A run's trainers write under ``<run dir>/tensorboard/<name>/`` (``pretrain``, the arm's name, ``rlvr``), so that
 ``tensorboard --logdir runs/`` shows every run; ``metrics.jsonl`` stays the record the plots read. A config's
-``tracking.tensorboard: false`` writes none.
+``tracking.tensorboard: false`` writes none. Training stages keep ``tracking`` among their keys so that it reaches
+them; a run's id leaves it out (:data:`ra3lab.runs.NOT_IDENTITY`).
 """
 
 from __future__ import annotations
