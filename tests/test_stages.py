@@ -214,3 +214,30 @@ def test_the_penalty_budget_sweep_runs_its_dag_once_and_feeds_the_heatmap_and_cu
     assert all(Path(path).exists() for path in paper.convergence(sweep_dir, tmp_path, threshold=0.2)["figures"])
     again = run_sweep("ra3_penalty_budget", [*tiny, *RLVR_TINY, *axes], workers=2)
     assert again["launch"] == []
+
+
+def test_a_killed_stage_sweep_relaunched_runs_only_what_is_missing(toy_root, isolated_runs):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "ra3lab.cli", "sweep", "toy_dag", "sleep_s=4", "--workers", "1"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(base_runs(isolated_runs)) < 2 and time.monotonic() < deadline:   # the second base is running
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)                                   # kill -9 the sweep and its workers
+    process.wait()
+    killed = base_runs(isolated_runs)
+    assert len(killed) == 2
+    sweep_dir = next((isolated_runs / "sweeps" / "toy_dag").iterdir())
+    deadline = time.monotonic() + 30                                         # until the killed worker is reaped
+    while "interrupted" not in sweep_status(sweep_dir)["stages"]["toy_base"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sweep_status(sweep_dir)["stages"]["toy_base"] == "2 runs: 1 done, 1 interrupted"
+    again = run_sweep("toy_dag", ["sleep_s=4"], workers=2)
+    assert again["line"] == "4 runs: 4 done"
+    assert sorted(run.split("/")[0] for run in again["launch"]) == ["toy_base", *["toy_top"] * 4]
+    assert base_runs(isolated_runs) == [*killed, killed[1]]                 # only the interrupted base again

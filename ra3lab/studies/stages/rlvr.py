@@ -2,7 +2,9 @@
 one seed (``rlvr.seed``), on CodeWorld's train-split tasks (``tasks.*``, drawn with ``tasks.seed``) or a task
 file; the held-out tasks are evaluated as ``rlvr_eval`` says at step 0, every ``rlvr.eval_every`` steps and at
 the end. The summary holds the held-out pass@1 curve (``curve_steps``, ``curve``) with the thought and
-truncation rates of the same evaluations, and the final pass@1."""
+truncation rates of the same evaluations, the final pass@1 and the area under the curve (``auc``, its mean
+level: :func:`ra3lab.stats.area_under_curve`). Every step's metrics go to metrics.jsonl as GRPO logs them (a
+resumed run's from its checkpoint on; the summary's curve holds every evaluation)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.log import say
 from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.stats import area_under_curve
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
@@ -82,6 +85,7 @@ def run(config: DictConfig, run) -> dict:
     topic = f"rlvr {arm} seed {seed}"
 
     def log(step: int, metrics: dict) -> None:
+        run.log(step, **metrics)                            # live: a tuning trial prunes on the held-out pass@1
         say(topic, f"step {step}: " + ", ".join(f"{key.split('/')[1]} {value:.3f}" for key, value in metrics.items()
                                                 if isinstance(value, float) and key in SHOWN))
 
@@ -89,10 +93,9 @@ def run(config: DictConfig, run) -> dict:
         result = train_rlvr(model_path(config, "model"), train, heldout, RLVRConfig(**block(config, "rlvr")),
                             run.path / "rlvr", pool, eval=EvalConfig(**block(config, "rlvr_eval")), log=log,
                             tensorboard=event_dir(config, run.path, "rlvr"))
-    for row in result["history"]:
-        run.log(row["step"], **{key: value for key, value in row.items() if key != "step"})
     evaluated = [row for row in result["history"] if METRIC in row]
-    return {"init": arm.name, "rlvr_seed": seed, "final": evaluated[-1][METRIC],
-            "curve_steps": [row["step"] for row in evaluated], "curve": [row[METRIC] for row in evaluated],
-            **{name: [row[key] for row in evaluated] for name, key in RATES.items()},
-            "steps": result["steps"]}
+    steps, curve = [row["step"] for row in evaluated], [row[METRIC] for row in evaluated]
+    return {"init": arm.name, "rlvr_seed": seed, "final": curve[-1],
+            "auc": float(area_under_curve(curve, steps)) if len(curve) > 1 else None,
+            "curve_steps": steps, "curve": curve,
+            **{name: [row[key] for row in evaluated] for name, key in RATES.items()}, "steps": result["steps"]}
