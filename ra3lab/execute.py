@@ -6,6 +6,8 @@ import importlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -19,6 +21,17 @@ from ra3lab.runs import Run, git_state, run_id
 def runs_root() -> Path:
     """Where runs are stored: $RA3LAB_RUNS, else ``runs/`` in the project root."""
     return Path(os.environ.get("RA3LAB_RUNS", project_root() / "runs"))
+
+
+@contextmanager
+def runs_at(path: Path) -> Iterator[Path]:
+    """Keep runs under ``path`` (``RA3LAB_RUNS``) inside the block, then restore the runs root before it."""
+    saved = os.environ.get("RA3LAB_RUNS")
+    os.environ["RA3LAB_RUNS"] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop("RA3LAB_RUNS") if saved is None else os.environ.update(RA3LAB_RUNS=saved)
 
 
 def study_module(config: DictConfig):

@@ -241,3 +241,16 @@ def test_a_killed_stage_sweep_relaunched_runs_only_what_is_missing(toy_root, iso
     assert again["line"] == "4 runs: 4 done"
     assert sorted(run.split("/")[0] for run in again["launch"]) == ["toy_base", *["toy_top"] * 4]
     assert base_runs(isolated_runs) == [*killed, killed[1]]                 # only the interrupted base again
+
+
+@pytest.mark.cluster
+def test_two_slurm_jobs_needing_the_same_missing_upstream_compute_it_once(toy_root, isolated_runs, tmp_path):
+    from ra3lab.sweep.job import RunJob
+    from ra3lab.sweep.launch import submit
+
+    kwargs = [{"experiment": "toy_top", "overrides": [f"label={label}", "sleep_s=3"], "quick": False,
+               "runs_root": str(isolated_runs)} for label in ("a", "bb")]
+    outcomes = submit(RunJob(), kwargs, launcher="slurm", profile="localhost", folder=tmp_path / "jobs" / "%j",
+                      job_name="ra3lab-lock-test").wait(timeout_s=240)
+    assert all(outcome.ok for outcome in outcomes), [outcome.error for outcome in outcomes]
+    assert len(base_runs(isolated_runs)) == 1

@@ -173,3 +173,16 @@ def test_bench_sweep_runs_both_launchers_on_the_same_runs_and_separates_the_fixe
     assert report["skip_per_100_runs_s"] == pytest.approx(
         report["skip_one_run_s"] + 99 * (report["skip_warm_s"] - report["skip_one_run_s"]) / 2)
     assert "hydra-submitit-launcher" in report["peer"]
+
+
+@pytest.mark.slow
+def test_bench_pipeline_computes_each_upstream_once_with_the_same_curves_as_one_job_per_point(capsys):
+    assert main(["bench", "pipeline", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["points"], report["stage_runs"]) == (4, 1 + 2 + 4)
+    assert report["ours_upstream_runs"] == {"pretrain": 1, "midtrain": 2} and report["upstream_once"]
+    assert report["peer_upstream_runs"] == {"pretrain": 4, "midtrain": 4}     # each job computed its whole chain
+    assert report["same_results"]
+    assert report["ours_cpu_s"] > 0 and report["peer_cpu_s"] > 0
+    assert report["compute_ratio"] == report["ours_cpu_s"] / report["peer_cpu_s"]
+    assert report["meets_target"] == (report["compute_ratio"] <= 0.5)

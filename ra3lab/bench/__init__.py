@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ra3lab.bench import estep, mdp, reward, sweep
+from ra3lab.bench import estep, mdp, pipeline, reward, sweep
 
-BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run, "reward": reward.run}
+BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run, "reward": reward.run, "pipeline": pipeline.run}

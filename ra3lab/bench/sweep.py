@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ra3lab.config import project_root
 from ra3lab.errors import check
+from ra3lab.execute import runs_at
 from ra3lab.sweep.grid import run_sweep
 from ra3lab.sweep.launch import check_cluster
 from ra3lab.sweep.profiles import load_profile
@@ -56,10 +57,9 @@ def _peer(n_runs: int, profile: dict, store: Path, timeout_s: float) -> float:
     return time.perf_counter() - begin
 
 
-def _ours(n_runs: int, profile_name: str, store: Path, timeout_s: float) -> tuple[float, list[float], int]:
+def _ours(n_runs: int, profile_name: str, timeout_s: float) -> tuple[float, list[float], int]:
     """(launch + collect seconds, relaunch-skip seconds [first, warm, warm of the first run alone],
-    runs done) for ra3lab's SLURM launcher."""
-    os.environ["RA3LAB_RUNS"] = str(store)
+    runs done) for ra3lab's SLURM launcher, into the current runs root."""
 
     def sweep(n: int) -> tuple[float, dict]:
         begin = time.perf_counter()
@@ -78,13 +78,10 @@ def run(n_runs: int = 32, profile: str = "localhost", timeout_s: float = 900.0, 
     check(timeout_s > 0, "timeout_s", timeout_s, "must be > 0 seconds")
     loaded = load_profile(profile)
     check_cluster(loaded)
-    saved = os.environ.get("RA3LAB_RUNS")
     with tempfile.TemporaryDirectory(prefix="ra3lab-bench-sweep-") as folder:
         ours_store, peer_store = Path(folder) / "ours", Path(folder) / "peer"
-        try:
-            ours, (skip, skip_warm, skip_one), done = _ours(n_runs, profile, ours_store, timeout_s)
-        finally:
-            os.environ.pop("RA3LAB_RUNS") if saved is None else os.environ.update(RA3LAB_RUNS=saved)
+        with runs_at(ours_store):
+            ours, (skip, skip_warm, skip_one), done = _ours(n_runs, profile, timeout_s)
         peer = _peer(n_runs, loaded, peer_store, timeout_s)
         ours_walls, peer_walls = _run_walls(ours_store), _run_walls(peer_store)
     slots = int(loaded["array_parallelism"])

@@ -56,6 +56,30 @@ def final_states(array_ids: set[str]) -> dict[str, str]:
     return {job_id: info.get("State", "") for job_id, info in SlurmInfoWatcher().read_info(out).items()}
 
 
+def cpu_seconds(job_ids: list[str]) -> float | None:
+    """CPU seconds SLURM accounted to the jobs of ``job_ids`` (job ids or array task ids ``<array>_<i>``): the sum
+    of sacct's TotalCPU over their allocations (steps are part of them); None without accounting."""
+    arrays = sorted({job.split("_")[0] for job in job_ids})
+    if not arrays:
+        return 0.0
+    out = _run(["sacct", "-n", "-P", "-o", "JobID,TotalCPU", "-j", ",".join(arrays)])
+    if out is None:
+        return None
+    total = 0.0
+    for line in out.splitlines():
+        job, _, used = line.partition("|")
+        if job and "." not in job and used:
+            total += _clock_seconds(used)
+    return total
+
+
+def _clock_seconds(text: str) -> float:
+    """Seconds of a sacct duration ``[D-][HH:]MM:SS[.mmm]``."""
+    days, _, clock = text.rpartition("-")
+    parts = [float(part) for part in clock.split(":")]
+    return int(days or 0) * 86400 + sum(value * 60**power for power, value in enumerate(reversed(parts)))
+
+
 def partitions() -> list[str] | None:
     """The partitions sinfo lists (default partition without its '*'), or None if it does not answer."""
     out = _run(["sinfo", "-h", "-o", "%P"])
