@@ -254,3 +254,26 @@ def test_two_slurm_jobs_needing_the_same_missing_upstream_compute_it_once(toy_ro
                       job_name="ra3lab-lock-test").wait(timeout_s=240)
     assert all(outcome.ok for outcome in outcomes), [outcome.error for outcome in outcomes]
     assert len(base_runs(isolated_runs)) == 1
+
+
+@pytest.mark.cluster
+def test_a_stage_job_killed_on_slurm_is_relaunched_with_only_what_is_missing(toy_root, isolated_runs):
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "ra3lab.cli", "sweep", "toy_dag", "sleep_s=6", "--launcher", "slurm",
+               "--profile", "localhost", "--timeout", "300"]
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while len(base_runs(isolated_runs)) < 1 and time.monotonic() < deadline:   # a base job is computing
+        time.sleep(0.5)
+    running = base_runs(isolated_runs)[0]
+    job = json.loads((isolated_runs / "toy_base" / running / "status.json").read_text())["slurm_job_id"]
+    subprocess.run(["scancel", "--signal=KILL", job], check=True, timeout=20)    # kill -9 of that job's process
+    assert sweep.wait(timeout=300) == 1                                        # its dependants never ran
+    again = run_sweep("toy_dag", ["sleep_s=6"], launcher="slurm", profile="localhost", timeout_s=300)
+    assert again["line"] == "4 runs: 4 done"
+    relaunched = [run.split("/")[0] for run in again["launch"]]
+    assert relaunched.count("toy_base") == 1 and relaunched.count("toy_top") == 4
+    assert base_runs(isolated_runs).count(running) == 2 and len(base_runs(isolated_runs)) == 3
