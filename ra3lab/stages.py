@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,7 +42,7 @@ class Node:
     config: DictConfig
     upstream: dict[str, Node] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def run_id(self) -> str:
         return run_id(self.config)
 
