@@ -3,7 +3,8 @@
 Layout of ``<root>/<experiment>/<run_id>/``::
 
     config.yaml       the resolved config (the run id is a hash of it)
-    provenance.json   git commit + dirty flag, package versions, seed, host, SLURM job id, times
+    provenance.json   git commit + dirty flag, package versions, seed, host, SLURM job id, times, the ids
+                      of the runs it consumes (``upstream``, relative to the runs root)
     metrics.jsonl     one JSON object per line, each with a "step" and metric names
     summary.json      written last and atomically: its presence marks the run as done
     status.json       the last state: running (host, pid, SLURM job id), failed (error, traceback), done
@@ -163,6 +164,7 @@ class Run:
             "argv": sys.argv,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._started)),
             "resumes": resumes,
+            "upstream": OmegaConf.to_container(self.config.upstream) if "upstream" in self.config else {},
         }
         atomic_write(previous, json.dumps(self._provenance, indent=2))
         self._set_status("running")

@@ -66,6 +66,7 @@ def test_lineage_is_stored_as_relative_ids_and_shown_both_ways(toy_root, isolate
     stored = OmegaConf.load(run_dir / "config.yaml")
     base_id = str(stored.upstream.base)
     assert base_id.startswith("toy_base/") and not Path(base_id).is_absolute()
+    assert json.loads((run_dir / "provenance.json").read_text())["upstream"] == {"base": base_id}
     assert downstream(isolated_runs, base_id) == [f"toy_top/{run_dir.name}"]
     assert base_runs(isolated_runs) == [base_id.split("/")[1]]
     assert main(["show", base_id, "--json"]) == 0
