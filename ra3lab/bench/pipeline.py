@@ -32,11 +32,11 @@ from pathlib import Path
 from ra3lab.config import project_root
 from ra3lab.errors import check
 from ra3lab.execute import runs_at
-from ra3lab.sweep.dag import read_stages
 from ra3lab.sweep.grid import plan, run_sweep
 from ra3lab.sweep.launch import check_cluster
 from ra3lab.sweep.profiles import load_profile
 from ra3lab.sweep.slurm import cpu_seconds
+from ra3lab.sweep.status import read_stages
 
 SWEEP = "bench_pipeline"
 TARGET_COMPUTE_RATIO = 0.5

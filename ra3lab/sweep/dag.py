@@ -61,11 +61,6 @@ def write_stages(sweep_dir: Path, nodes: list[Node], job_ids: dict[str, str | No
         + "\n" for node in nodes))
 
 
-def read_stages(sweep_dir: Path) -> list[dict]:
-    path = Path(sweep_dir) / "stages.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def to_launch(nodes: list[Node], states: dict[str, dict]) -> list[Node]:
     """The runs to (re)start: pending, failed, blocked and interrupted ones, never a done or running one."""
     return [node for node in nodes if states[node.id]["state"] in ("pending", "failed", "blocked", "interrupted")]

@@ -31,12 +31,12 @@ from ra3lab.runs import Run, atomic_write
 from ra3lab.stages import Node, levels, order
 from ra3lab.stages import plan as stage_plan
 from ra3lab.sweep.aggregate import write_aggregate
-from ra3lab.sweep.dag import launch_dag, node_states, read_stages, to_launch, with_dependency, write_stages
+from ra3lab.sweep.dag import launch_dag, node_states, to_launch, with_dependency, write_stages
 from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import SlurmBatch, check_cluster, check_launcher, default_workers, sbatch_script, submit
 from ra3lab.sweep.profiles import executor_parameters
 from ra3lab.sweep.spec import Point, SweepSpec, expand, load_spec, resolved, spec_hash
-from ra3lab.sweep.status import STATES, Queue, count_line, read_manifest, run_state
+from ra3lab.sweep.status import STATES, Queue, count_line, read_manifest, read_stages, run_state
 
 
 @dataclass

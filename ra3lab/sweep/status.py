@@ -101,6 +101,12 @@ def dag_states(entries: list[dict], root: Path, queue: Queue | None = None) -> d
     return states
 
 
+def read_stages(sweep_dir: Path) -> list[dict]:
+    """The stage runs of a sweep over stages, one dict per stages.jsonl line ([] for any other sweep)."""
+    path = Path(sweep_dir) / "stages.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def read_manifest(sweep_dir: Path) -> list[dict]:
     """The points of a sweep directory, one dict per manifest.jsonl line."""
     path = Path(sweep_dir) / "manifest.jsonl"
@@ -134,9 +140,8 @@ def sweep_status(sweep_dir: Path) -> dict:
         runs.append({"index": entry["index"], "params": entry["params"], "run_id": entry["run_id"],
                      "run_dir": str(run_path(sweep_dir, entry)), **state})
     summary: dict = {"sweep_dir": str(sweep_dir), "runs": runs}
-    stages_file = sweep_dir / "stages.jsonl"
-    if stages_file.exists():
-        entries = [json.loads(line) for line in stages_file.read_text().splitlines() if line.strip()]
+    entries = read_stages(sweep_dir)
+    if entries:
         dag = dag_states(entries, runs_root_of(sweep_dir), queue)
         for run, entry in zip(runs, read_manifest(sweep_dir)):
             run.update(dag[f"{entry['experiment']}/{entry['run_id']}"])
