@@ -162,7 +162,8 @@ KILLED_WORKER = """
 import os, signal
 from ra3lab.sweep.space import load_space
 from ra3lab.sweep.storage import open_storage, open_study
-from ra3lab.sweep.tune import claim, claims_lock, enqueue_tickets
+from ra3lab.sweep.storage import claims_lock
+from ra3lab.sweep.tune import claim, enqueue_tickets
 space = load_space("tiny")
 study = open_study(space, open_storage({url!r}))
 enqueue_tickets(study, 4)
@@ -313,7 +314,8 @@ CLAIMER = """
 import sys, time
 import optuna
 from ra3lab.sweep.storage import open_storage
-from ra3lab.sweep.tune import claim, claims_lock
+from ra3lab.sweep.storage import claims_lock
+from ra3lab.sweep.tune import claim
 study = optuna.load_study(study_name="tiny", storage=open_storage({url!r}))
 while time.time() < {start}:
     time.sleep(0.001)
@@ -336,3 +338,22 @@ def test_concurrent_claims_take_each_waiting_trial_once(project, kind):
                                  stdout=subprocess.PIPE, text=True) for _ in range(3)]
     claimed = [int(x) for p in claimers for x in p.communicate(timeout=120)[0].split()]
     assert sorted(claimed) == list(range(n))                      # each ticket once, none lost
+
+
+OPENER = """
+import time
+from ra3lab.sweep.storage import open_storage
+while time.time() < {start}:
+    time.sleep(0.001)
+open_storage({url!r})
+"""
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_succeed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"    # the tables are created by whichever process comes first
+    start = time.time() + 8
+    openers = [subprocess.Popen([sys.executable, "-c", OPENER.format(url=url, start=start)],
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in openers]
+    assert [p.returncode for p in openers] == [0] * 4, errors
+    assert optuna.get_all_study_summaries(open_storage(url)) == []

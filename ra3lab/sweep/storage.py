@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -49,6 +52,30 @@ def shown(url: str) -> str:
         return url.split("://", 1)[0] + "://***"
 
 
+def claims_lock(url: str) -> Path | None:
+    """The lock file that serialises writes a SQLite storage cannot serialise itself (None for others).
+
+    SQLite has no SELECT ... FOR UPDATE, so two workers could both read a trial as WAITING and both
+    move it to RUNNING, and two processes opening a new file could both create its tables; an flock on
+    ``<db>.claims.lock`` beside the database makes either atomic. (An RDB server locks the row; the
+    journal's ordered log lets one claim win.)"""
+    return Path(f"{url[len('sqlite:///'):]}.claims.lock") if url.startswith("sqlite:///") else None
+
+
+@contextmanager
+def locked(path: Path | None) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (nothing when None)."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The storage behind ``url``, opened (tables created, server reached); ConfigError if it cannot be."""
     if url.startswith("journal://"):
@@ -61,7 +88,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     connect = ({"timeout": 60} if url.startswith("sqlite") else
                {"connect_timeout": 10} if url.startswith("postgres") else {})
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect} if connect else None)
+        with locked(claims_lock(url)):   # two processes creating one SQLite file's tables would collide
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect} if connect else None)
     except ImportError as error:
         cause = str(error.__cause__ or error).splitlines()[0]
         raise ConfigError("storage", shown(url), f"its database driver is not installed ({cause}): pip install it, "

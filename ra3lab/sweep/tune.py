@@ -38,8 +38,6 @@ parameter importances. Each trial is one run directory (``<runs>/<experiment>/<i
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -57,7 +55,7 @@ from ra3lab.runs import atomic_write, json_safe
 from ra3lab.sweep.best import best_trial, export_best
 from ra3lab.sweep.space import Space, check_bounds, is_number, load_space
 from ra3lab.sweep.status import Queue, job_alive
-from ra3lab.sweep.storage import open_storage, open_study, shown, storage_url, tune_dir
+from ra3lab.sweep.storage import claims_lock, locked, open_storage, open_study, shown, storage_url, tune_dir
 
 CLAIM_RETRIES = 20
 
@@ -100,34 +98,12 @@ def enqueue_tickets(study: optuna.Study, target: int) -> int:
     return max(0, need)
 
 
-def claims_lock(url: str) -> Path | None:
-    """The lock file that serialises claims on a SQLite storage (None for other storages).
-
-    SQLite has no SELECT ... FOR UPDATE, so two workers could both read a trial as WAITING and both
-    move it to RUNNING; an flock on ``<db>.claims.lock`` beside the database makes read-and-claim
-    atomic. (An RDB server locks the row; the journal's ordered log lets one claim win.)"""
-    return Path(f"{url[len('sqlite:///'):]}.claims.lock") if url.startswith("sqlite:///") else None
-
-
-@contextlib.contextmanager
-def _locked(path: Path | None):
-    if path is None:
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def claim(study: optuna.Study, target: int, lock: Path | None = None) -> optuna.Trial | None:
     """Move one WAITING trial to RUNNING for this worker (exactly one worker can), or None when none
     is left or ``target`` trials are finished or running. ``lock``: :func:`claims_lock` of the URL."""
     for attempt in range(CLAIM_RETRIES):
         try:
-            with _locked(lock):
+            with locked(lock):
                 trials = study.get_trials(deepcopy=False)
                 counts = _counts(trials)
                 if counts["counted"] + counts["RUNNING"] >= target:
