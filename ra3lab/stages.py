@@ -92,6 +92,10 @@ def plan(experiment: str, config: DictConfig, validate: bool = True, _chain: tup
                           + "; a stage may not consume itself")
     if validate:
         module.validate(config)
+        if "tracking" in config:
+            from ra3lab.tracking import check_tracking
+
+            check_tracking(config)
     consumed = module.upstream(config) if hasattr(module, "upstream") else {}
     upstream = {role: plan(name, stage_config, validate, (*_chain, here))
                 for role, (name, stage_config) in consumed.items()}

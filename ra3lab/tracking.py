@@ -31,9 +31,9 @@ class EventDir(PosixPath):
     wandb: dict | None = None
 
 
-def event_dir(config: DictConfig, run_dir: Path, name: str) -> EventDir | None:
-    """``<run_dir>/tensorboard/<name>``, the event files of the trainer ``name``, mirrored to W&B under
-    ``<run_dir>/wandb/`` when ``tracking.wandb`` is ``offline``; None when ``tracking.tensorboard`` is false."""
+def check_tracking(config: DictConfig) -> tuple[bool, bool]:
+    """(TensorBoard on, mirrored to W&B) from the config's ``tracking`` block; a ConfigError naming the field for
+    a value it cannot honour (checked when a run is planned, before any work)."""
     on, mode = config.tracking.tensorboard, config.tracking.wandb
     check(isinstance(on, bool), "tracking.tensorboard", on, "must be true or false")
     check(mode is None or mode is False or mode == "offline", "tracking.wandb", mode,
@@ -43,6 +43,13 @@ def event_dir(config: DictConfig, run_dir: Path, name: str) -> EventDir | None:
           "mirrors the TensorBoard curves: set tracking.tensorboard=true, or tracking.wandb=false")
     check(not mirrored or importlib.util.find_spec("wandb") is not None, "tracking.wandb", mode,
           "needs the wandb package: pip install wandb (or pip install -e '.[tracking]'), or set tracking.wandb=false")
+    return on, mirrored
+
+
+def event_dir(config: DictConfig, run_dir: Path, name: str) -> EventDir | None:
+    """``<run_dir>/tensorboard/<name>``, the event files of the trainer ``name``, mirrored to W&B under
+    ``<run_dir>/wandb/`` when ``tracking.wandb`` is ``offline``; None when ``tracking.tensorboard`` is false."""
+    on, mirrored = check_tracking(config)
     if not on:
         return None
     folder = EventDir(run_dir / FOLDER / name)

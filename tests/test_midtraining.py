@@ -65,12 +65,22 @@ def test_codeworld_study_reports_every_arm_and_saves_checkpoints(capsys, isolate
 
 
 @pytest.mark.slow
-def test_real_corpus_study_runs_on_the_standard_library_and_humaneval(capsys):
+def test_real_corpus_study_runs_on_the_standard_library_and_humaneval_as_stages(capsys, isolated_runs):
     assert main(["run", "ra3_corpus", *CORPUS, "--json"]) == 0
     summary = last_json(capsys)
     assert summary["tasks"] == 2 and summary["corpus"] == {"train_snippets": 8, "heldout_snippets": 3}
     for row in summary["arms"].values():
         assert 0 <= row["pass@1/humaneval"] <= row["pass@2/humaneval"] <= 1 and row["nll_plain"] > 0
+    # the numbers of the single-process study these stages replace (commit df165fc), at the same seeds
+    monolith = {"base": 4.620448521205357, "ntp": 4.581512786529877, "ra3_c0.05": 4.581512786529877}
+    assert {arm: row["nll_plain"] for arm, row in summary["arms"].items()} == pytest.approx(monolith, rel=1e-12, abs=0)
+    assert summary["arms"]["ra3_c0.05"]["estep_reward_first"] == pytest.approx(-78.06248982747395, rel=1e-12)
+    counts = {stage: len(list((isolated_runs / stage).iterdir())) for stage in ("pretrain", "midtrain", "evaluate")}
+    assert counts == {"pretrain": 1, "midtrain": 3, "evaluate": 3}
+    # another penalty reuses the base model and the base and NTP arms: one new midtrain and evaluate run each
+    assert main(["run", "ra3_corpus", *CORPUS, "cs=[0.2]", "--json"]) == 0
+    counts = {stage: len(list((isolated_runs / stage).iterdir())) for stage in ("pretrain", "midtrain", "evaluate")}
+    assert counts == {"pretrain": 1, "midtrain": 4, "evaluate": 4}
 
 
 @pytest.mark.parametrize(("override", "field"), [

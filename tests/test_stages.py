@@ -10,13 +10,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from ra3lab.cli import main
 from ra3lab.config import compose_experiment
 from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
+from ra3lab.lm import build_model, load_model, load_tokenizer, train_tokenizer
 from ra3lab.stages import downstream, order, plan
+from ra3lab.studies.stages import as_stage
 from ra3lab.sweep.grid import run_sweep
 from ra3lab.sweep.status import sweep_status
 
@@ -91,6 +94,37 @@ def test_the_codeworld_pipeline_shares_the_ntp_arm_across_thought_lengths():
     changed = plan("rlvr", compose_experiment("rlvr", ["arm=ntp", "model.hidden=64"]), validate=False)
     assert changed.upstream["model"].upstream["base"].id != ids[4].upstream["model"].upstream["base"].id
     assert changed.id != ids[4].id                                   # a changed upstream changes every id below
+
+
+def test_the_real_corpus_study_is_the_same_stages_over_another_source():
+    top = plan("ra3_corpus", compose_experiment("ra3_corpus"))
+    assert sorted(top.upstream) == ["eval_base", "eval_ntp", "eval_ra3_c0.05", "train_base", "train_ntp",
+                                    "train_ra3_c0.05"]
+    ntp = top.upstream["train_ntp"]
+    assert ntp.experiment == "midtrain" and "corpus" in ntp.config and "env" not in ntp.config
+    assert ntp.upstream["base"].experiment == "pretrain" and "eval" not in ntp.upstream["base"].config
+    more_tasks = plan("ra3_corpus", compose_experiment("ra3_corpus", ["eval.limit=32"]))
+    assert more_tasks.upstream["train_ntp"].id == ntp.id                   # evaluation is not training
+    assert more_tasks.upstream["eval_ntp"].id != top.upstream["eval_ntp"].id
+    other_files = plan("ra3_corpus", compose_experiment("ra3_corpus", ["corpus.max_files=50"]))
+    assert other_files.upstream["train_ntp"].upstream["base"].id != ntp.upstream["base"].id
+    with pytest.raises(ConfigError) as error:                               # no intents to render in real code
+        plan("midtrain", as_stage(compose_experiment("ra3_corpus"), "midtrain", arm="oracle"))
+    assert error.value.field == "arm"
+
+
+def test_a_named_model_becomes_the_base_stage_as_a_pinned_copy(tmp_path, isolated_runs):
+    tokenizer = train_tokenizer(["def f(x):", "    return x + 1"] * 20, vocab_size=280)
+    original = build_model(tokenizer, hidden=16, layers=1, heads=2)
+    original.save_pretrained(tmp_path / "named")
+    tokenizer.save_pretrained(tmp_path / "named")
+    config = compose_experiment("ra3_corpus", [f"model.name={tmp_path / 'named'}", "corpus.max_files=10"])
+    base = plan("ra3_corpus", config).upstream["train_ntp"].upstream["base"]
+    summary = execute("pretrain", as_stage(config, "pretrain"))
+    copy = load_model(isolated_runs / summary["model"])
+    assert summary["parameters"] == original.num_parameters() and Path(summary["run_dir"]).name == base.run_id
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), copy.state_dict().values()))
+    assert load_tokenizer(isolated_runs / summary["model"]).get_vocab() == tokenizer.get_vocab()
 
 
 def test_a_sweep_axis_that_no_stage_reads_is_refused_before_anything_runs(toy_root, isolated_runs):

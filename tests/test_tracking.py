@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from wandb.proto.wandb_internal_pb2 import Record
 
+from ra3lab.cli import main
 from ra3lab.config import compose_experiment
 from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
@@ -130,7 +131,10 @@ def test_a_trainer_that_fails_finishes_its_wandb_run_and_the_next_one_starts(tmp
 
 @pytest.mark.parametrize("overrides", [["tracking.wandb=online"], ["tracking.wandb=yes"],
                                        ["tracking.wandb=offline", "tracking.tensorboard=false"]])
-def test_wandb_is_false_or_offline_with_tensorboard(tmp_path, overrides):
+def test_wandb_is_false_or_offline_with_tensorboard(tmp_path, overrides, isolated_runs, capsys):
     with pytest.raises(ConfigError, match="tracking.wandb") as error:
         event_dir(compose_experiment("pretrain", overrides), tmp_path, "pretrain")
     assert error.value.field == "tracking.wandb"
+    assert main(["run", "rlvr", *overrides, "--json"]) == 2                  # refused before any stage runs
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["field"] == "tracking.wandb"
+    assert not isolated_runs.exists()

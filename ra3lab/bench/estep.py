@@ -110,7 +110,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
     """
     _validate(**locals())
     from ra3lab.codeworld import CodeWorld
-    from ra3lab.studies.stages import corpus
+    from ra3lab.studies.stages.sources import as_corpus
 
     programs = CodeWorld(comment_fraction=1.0).sample(pretrain_programs, seed=seed)
     tokenizer = train_tokenizer([line for p in programs for line in p.lines()], vocab_size=VOCAB_SIZE)
@@ -118,7 +118,7 @@ def run(G: int = 8, snippets: int = 4, steps: int = 3, hidden: int = 96, layers:
     pi = build_model(tokenizer, hidden=hidden, layers=layers, heads=HEADS, seed=seed)
     train_ntp(pi, [codec.encode_lines(p.lines())[0] for p in programs], steps=pretrain_steps, batch_size=16, lr=1e-2,
               seed=seed)
-    data = corpus(CodeWorld(comment_fraction=0.0).sample(snippets * steps, seed=seed + 1))
+    data = as_corpus(CodeWorld(comment_fraction=0.0).sample(snippets * steps, seed=seed + 1))
     options = {"max_thought_tokens": max_thought_tokens, "temperature": temperature, "lookahead": lookahead}
     sides = {"ours": partial(score_lines, group_size=G), "peer": one_per_rollout}
 

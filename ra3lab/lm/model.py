@@ -13,7 +13,7 @@ from ra3lab.errors import ConfigError, check, check_choice
 from ra3lab.lm.tokenizer import check_local
 
 ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")   # auto: the dtype the checkpoint was saved in
 
 
 def build_model(tokenizer, arch: str = "llama", hidden: int = 128, layers: int = 4, heads: int = 4,
@@ -45,15 +45,17 @@ def build_model(tokenizer, arch: str = "llama", hidden: int = 128, layers: int =
         return model_class(config).float()
 
 
-def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu"):
-    """``AutoModelForCausalLM.from_pretrained`` in ``dtype`` on ``device``, in eval mode.
+def load_model(name_or_path: str | Path, dtype: str = "auto", device: str = "cpu"):
+    """``AutoModelForCausalLM.from_pretrained`` in ``dtype`` (default ``auto``: as saved) on ``device``, in eval
+    mode.
 
     ConfigError (field ``model``) for a path that does not exist or does not hold a causal LM.
     """
     check_choice("dtype", dtype, DTYPES)
     check_local(name_or_path, "model")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=getattr(torch, dtype))
+        loaded_as = dtype if dtype == "auto" else getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=loaded_as)
     except (OSError, ValueError) as error:
         raise ConfigError("model", str(name_or_path),
                           f"give a causal LM directory written by save_pretrained or a hub name "

@@ -30,9 +30,10 @@ from ra3lab.plots.style import figure
 from ra3lab.ra3 import em
 from ra3lab.ra3.arms import INFUSE0, Arm
 from ra3lab.ra3.metrics import boundary_scores
-from ra3lab.stages import upstream_dir, upstream_summary
+from ra3lab.stages import upstream_dir
 from ra3lab.studies.midtraining import arms_of, log_estep_curves, ra3_placements, validate_method
-from ra3lab.studies.stages import HEADER
+from ra3lab.studies.stages import arm_rows, arm_stages
+from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, as_corpus
 
 REFERENCES = ("ntp", "oracle", "infuse0", "random")
 
@@ -55,13 +56,7 @@ def validate(config: DictConfig) -> None:
 
 def upstream(config: DictConfig) -> dict:
     """Per arm, its ``midtrain`` run (``train_<arm>``) and its ``evaluate`` run (``eval_<arm>``)."""
-    from ra3lab.studies.stages import as_stage
-
-    found = {}
-    for arm in arms_of(config):
-        found[f"train_{arm}"] = ("midtrain", as_stage(config, "midtrain", arm=arm.name))
-        found[f"eval_{arm}"] = ("evaluate", as_stage(config, "evaluate", arm=arm.name))
-    return found
+    return arm_stages(config)
 
 
 def random_comments(program: Program, chosen: set[int]) -> list[str]:
@@ -83,19 +78,15 @@ def matched_placements(programs: list[Program], counts: list[int], seed: int) ->
 
 
 def run(config: DictConfig, run) -> dict:
-    from ra3lab.studies.stages import corpus, programs
-
-    arms = arms_of(config)
-    rows = [{"arm": arm.name, **upstream_summary(config, f"train_{arm}")["training"],
-             **upstream_summary(config, f"eval_{arm}")["evaluation"]} for arm in arms]
+    arms, rows = arms_of(config), arm_rows(config)
     for step, row in enumerate(rows):
         run.log(step, **{f"eval/{key}": value for key, value in row.items()})
     folders = {arm: arm.folder(upstream_dir(config, f"train_{arm}")) for arm in arms}
     log_estep_curves(run, folders)
     by_arm = {row["arm"]: row for row in rows}
-    midtrain = programs(config, "midtrain")
-    truth = corpus(midtrain).truth
-    assert truth is not None, "corpus() gives CodeWorld's boundary lines"
+    midtrain = CodeWorldSource(config).programs("midtrain")
+    truth = as_corpus(midtrain).truth
+    assert truth is not None, "as_corpus() gives CodeWorld's boundary lines"
     random_placement = None
     if "random" in by_arm:
         ra3_run = upstream_dir(config, f"train_{Arm.ra3(config.cs[0])}")
@@ -103,7 +94,7 @@ def run(config: DictConfig, run) -> dict:
                                     int(config.seed))
         random_placement = boundary_scores([{HEADER + i for i in lines} for lines in chosen], truth)
     figures = draw(run, by_arm, list(config.cs), random_placement)
-    decisions = corpus(midtrain).decisions
+    decisions = as_corpus(midtrain).decisions
     boundary_rate = sum(map(len, truth)) / sum(map(sum, decisions))
     base_placement = em.last_round(folders[INFUSE0])[1][0]["infused"] if INFUSE0 in folders else None
     return {"arms": by_arm, "random_placement": random_placement, "base_placement": base_placement,

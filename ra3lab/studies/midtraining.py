@@ -29,6 +29,7 @@ from ra3lab.ra3.arms import BASE, Arm
 from ra3lab.ra3.estep import Corpus, EStepConfig
 
 REMAINDER = "random"     # the arm trained last, matched to an RA3 arm's thought counts
+NAMED = ("name", "dtype")    # model keys that name a trained model (ra3_corpus), not the tiny model's shape
 
 
 def validate_method(config: DictConfig) -> None:
@@ -84,7 +85,8 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     given, gets the loss as ``pretrain/loss`` every 10 steps."""
     if (folder / "metrics.json").exists():
         return load_model(folder)
-    model = build_model(tokenizer, **config.model, seed=config.seed)
+    shape = {key: value for key, value in config.model.items() if key not in NAMED}
+    model = build_model(tokenizer, **shape, seed=config.seed)
     say("mid-training", f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for "
                         f"{config.pretrain.steps} steps")
 

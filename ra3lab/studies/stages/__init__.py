@@ -1,6 +1,6 @@
-"""The CodeWorld pipeline as stages, each an ordinary run (see :mod:`ra3lab.stages`).
+"""The RA3 pipeline as stages, each an ordinary run (see :mod:`ra3lab.stages`).
 
-    pretrain  the tokenizer and the tiny base model (experiments/pretrain.yaml)
+    pretrain  the tokenizer and the tiny base model, or a named model (experiments/pretrain.yaml)
     midtrain  one arm from that base: base (none), ntp, oracle, random, infuse0 or ra3_c<c>
     evaluate  one arm's held-out code likelihood and pass@k
     rlvr      GRPO from one arm's model with one seed
@@ -8,22 +8,17 @@
 Every stage experiment composes ``codeworld_ra3``'s keys (one flat config: ``model.hidden``, ``estep.*``,
 ``arm``, ``rlvr.seed`` ... as written in a sweep), and each stage keeps only the keys its results depend on,
 so that, e.g., the NTP arm is trained once for every penalty c and thought length L_z of a sweep.
-``codeworld_ra3`` and ``codeworld_rlvr`` are compositions of these stages.
+``codeworld_ra3``, ``codeworld_rlvr`` and ``ra3_corpus`` are compositions of these stages; where their code comes
+from (CodeWorld or a corpus of files) is the config's source (:mod:`ra3lab.studies.stages.sources`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ra3lab.codeworld import Program
-from ra3lab.ra3.estep import Corpus
 from ra3lab.stages import upstream_summary
-
-HEADER = 2      # def line + docstring: context, no thought before them
-DATA = {"pretrain": ("train", 1, None), "midtrain": ("train", 2, 0.0), "heldout": ("heldout", 3, 0.0)}
 
 
 def as_stage(config: DictConfig, stage: str, **changes) -> DictConfig:
@@ -43,17 +38,21 @@ def model_path(config: DictConfig, role: str) -> Path:
     return runs_root() / upstream_summary(config, role)["model"]
 
 
-def programs(config: DictConfig, part: str) -> list[Program]:
-    """CodeWorld's ``data.<part>`` programs (pretrain: with the world's comments; midtrain and heldout: none),
-    drawn with the pipeline's seed: the same programs in every stage."""
-    split, offset, comments = DATA[part]
-    world = instantiate(config.env)
-    return world.sample(config.data[part], split, seed=int(config.seed) * 10 + offset, comment_fraction=comments)
+def arm_stages(config: DictConfig) -> dict:
+    """Per arm of the config (:func:`~ra3lab.studies.midtraining.arms_of`), its ``midtrain`` run (role
+    ``train_<arm>``) and its ``evaluate`` run (``eval_<arm>``): the upstream of a study that compares arms."""
+    from ra3lab.studies.midtraining import arms_of
+
+    found = {}
+    for arm in arms_of(config):
+        found[f"train_{arm}"] = ("midtrain", as_stage(config, "midtrain", arm=arm.name))
+        found[f"eval_{arm}"] = ("evaluate", as_stage(config, "evaluate", arm=arm.name))
+    return found
 
 
-def corpus(programs: list[Program]) -> Corpus:
-    """Comment-free programs as snippets: thoughts may go before body lines; truth = skill starts."""
-    snippets = [program.lines(comments=False) for program in programs]
-    decisions = [[t >= HEADER for t in range(len(s))] for s in snippets]
-    truth = [{HEADER + b for b in program.boundaries} for program in programs]
-    return Corpus(snippets, decisions, truth)
+def arm_rows(config: DictConfig) -> list[dict]:
+    """Per arm, its name with its training metrics and its evaluation (from the runs of :func:`arm_stages`)."""
+    from ra3lab.studies.midtraining import arms_of
+
+    return [{"arm": arm.name, **upstream_summary(config, f"train_{arm}")["training"],
+             **upstream_summary(config, f"eval_{arm}")["evaluation"]} for arm in arms_of(config)]

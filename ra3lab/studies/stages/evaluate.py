@@ -1,6 +1,6 @@
 """Stage ``evaluate``: one arm's held-out results: code NLL with and without thinking (the ELBO), sampled
 pass@k (and decision-greedy pass@1) in the sandbox with thought and truncation rates, and, when
-``eval.lookahead_probe`` > 0, what its thoughts say (prior-style against posterior-style q)."""
+``eval.lookahead_probe`` > 0 on CodeWorld, what its thoughts say (prior-style against posterior-style q)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ from ra3lab.log import say
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import names_intent, names_next_lines
 from ra3lab.ra3.rollout import sample_thoughts
-from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.midtraining import evaluate_arm
-from ra3lab.studies.stages import HEADER, as_stage, corpus, model_path, programs
+from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
+from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, source_of
 
-KEYS = ["arm", "env", "data.heldout", "eval", "estep.max_thought_tokens"]
+KEYS = ["eval", "estep.max_thought_tokens"]
 
 
 def keys(config: DictConfig) -> list[str]:
-    return KEYS
+    return ["arm", *source_of(config).keys("heldout"), *KEYS]
 
 
 def upstream(config: DictConfig) -> dict:
@@ -31,7 +31,7 @@ def upstream(config: DictConfig) -> dict:
 
 def validate(config: DictConfig) -> None:
     arm_of(config)
-    codeworld_ra3.validate_pipeline(config)
+    source_of(config).validate()
 
 
 def hindsight(model, codec: LineCodec, held, heldout: list, config: DictConfig) -> dict:
@@ -58,13 +58,14 @@ def run(config: DictConfig, run) -> dict:
     transformers.utils.logging.disable_progress_bar()
     arm, folder = arm_of(config), model_path(config, "model")
     model, tokenizer = load_model(folder), load_tokenizer(folder)
-    codec, heldout = LineCodec(tokenizer), programs(config, "heldout")
-    held, thought_tokens = corpus(heldout), int(config.estep.max_thought_tokens)
+    source, codec = source_of(config), LineCodec(tokenizer, model.config.vocab_size)
+    held, (tasks, suffix), thought_tokens = source.heldout(), source.tasks(), int(config.estep.max_thought_tokens)
     with SandboxPool(workers=config.eval.workers) as pool:
         result = heldout_nll(model, codec, held, config.eval.elbo_samples, thought_tokens, seed=int(config.seed))
-        result.update(evaluate_arm(model, tokenizer, [p.task() for p in heldout], pool, config, thought_tokens))
-    result.update(hindsight(model, codec, held, heldout, config))
+        result.update(evaluate_arm(model, tokenizer, tasks, pool, config, thought_tokens, suffix=suffix))
+    if isinstance(source, CodeWorldSource):
+        result.update(hindsight(model, codec, held, source.programs("heldout"), config))
     say("evaluate", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, pass@1 "
-                    f"{result['pass@1']:.2f}, thought rate in generation {result['thought_rate']:.2f}, truncated "
-                    f"{result['truncation_rate']:.2f}")
+                    f"{result[f'pass@1{suffix}']:.2f}, thought rate in generation "
+                    f"{result[f'thought_rate{suffix}']:.2f}, truncated {result[f'truncation_rate{suffix}']:.2f}")
     return {"arm": arm.name, "evaluation": result}

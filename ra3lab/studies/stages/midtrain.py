@@ -3,8 +3,10 @@
 ``base`` trains nothing (its model is the base); ``ntp`` and ``oracle`` train by next-token prediction on the
 plain and on the oracle-commented corpus; ``infuse0`` and ``ra3_c<c>`` run RA3's EM rounds; ``random`` places
 as many intent comments per program as the RA3 arm of the first c in ``cs`` (an upstream run) wrote, at random
-lines. Which keys an arm depends on follows from what it trains on: only RA3 and infuse0 read ``estep``. A trained
-arm's curves go to TensorBoard under ``tensorboard/<arm>`` (:mod:`ra3lab.tracking`).
+lines. ``oracle`` and ``random`` need CodeWorld's intents; the other arms train on any source
+(:mod:`ra3lab.studies.stages.sources`). Which keys an arm depends on follows from what it trains on: only RA3
+and infuse0 read ``estep``. A trained arm's curves go to TensorBoard under ``tensorboard/<arm>``
+(:mod:`ra3lab.tracking`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from ra3lab.ra3.estep import EStepConfig
 from ra3lab.stages import upstream_dir
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.midtraining import arm_model, ra3_placements
-from ra3lab.studies.stages import as_stage, corpus, model_path, programs
+from ra3lab.studies.stages import as_stage, model_path
+from ra3lab.studies.stages.sources import CodeWorldSource, source_of
 from ra3lab.tracking import event_dir, scalars
 
-TRAINING = ["env", "data.midtrain", "midtrain", "tracking"]   # what every trained arm reads besides its base
+TRAINING = ["midtrain", "tracking"]   # what every trained arm reads besides its base and its source's corpus
 
 
 def check_arm(name: str, field: str = "arm") -> Arm:
@@ -43,7 +46,8 @@ def keys(config: DictConfig) -> list[str]:
     arm = arm_of(config)
     if arm.kind == "base":
         return ["arm"]
-    return ["arm", *TRAINING, *(["estep"] if arm.em_rounds else []), *(["cs"] if arm.name == "random" else [])]
+    return ["arm", *source_of(config).keys("midtrain"), *TRAINING, *(["estep"] if arm.em_rounds else []),
+            *(["cs"] if arm.name == "random" else [])]
 
 
 def upstream(config: DictConfig) -> dict:
@@ -55,8 +59,11 @@ def upstream(config: DictConfig) -> dict:
 
 
 def validate(config: DictConfig) -> None:
-    arm_of(config)
-    codeworld_ra3.validate_pipeline(config)
+    arm, source = arm_of(config), source_of(config)
+    check(arm.kind != "reference" or arm.name in source.REFERENCES, "arm", arm.name,
+          f"this corpus has no {arm.name} rendering (it needs CodeWorld's intents): choose one of "
+          f"{', '.join(source.REFERENCES)}, base, infuse0 or ra3_c<c>")
+    source.validate()
 
 
 def run(config: DictConfig, run) -> dict:
@@ -65,16 +72,18 @@ def run(config: DictConfig, run) -> dict:
     if arm.kind == "base":
         return {"arm": arm.name, "model": str(base_dir.relative_to(runs_root())), "training": {}}
     base, tokenizer = load_model(base_dir), load_tokenizer(base_dir)
-    midtrain = programs(config, "midtrain")
-    references = {"ntp": [p.lines(comments=False) for p in midtrain], "oracle": [p.oracle_lines() for p in midtrain]}
+    source = source_of(config)
+    references = source.references()
     if arm.name == "random":
+        assert isinstance(source, CodeWorldSource), "validate() allows random on CodeWorld only"
+        midtrain = source.programs("midtrain")
         counts = [len(lines) for lines in ra3_placements(config, upstream_dir(config, "placement"))]
         chosen = codeworld_ra3.matched_placements(midtrain, counts, int(config.seed))
         references["random"] = [codeworld_ra3.random_comments(p, lines) for p, lines in zip(midtrain, chosen)]
     estep = EStepConfig.of(config.estep) if arm.em_rounds else None
     say("midtrain", f"arm {arm}")
     with scalars(event_dir(config, run.path, arm.name)) as track:
-        _, training = arm_model(arm, base, tokenizer, LineCodec(tokenizer), corpus(midtrain), references, config,
-                                estep, run.path, track)
+        _, training = arm_model(arm, base, tokenizer, LineCodec(tokenizer, base.config.vocab_size),
+                                source.midtraining(), references, config, estep, run.path, track)
     model = arm.model_dir(run.path, config.midtrain.rounds)
     return {"arm": arm.name, "model": str(model.relative_to(runs_root())), "training": training}

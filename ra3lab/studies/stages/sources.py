@@ -1,0 +1,174 @@
+"""Where a pipeline's code comes from: CodeWorld's programs (``env``, ``data.*``) or a corpus of real code files
+(``corpus.*``, tasks from ``eval.tasks``). A config with a ``corpus`` block reads a corpus, any other CodeWorld.
+
+Each stage asks its config's source for the data it trains or evaluates on and for the keys that data depends
+on (:meth:`Source.keys`), so that the same stages (:mod:`ra3lab.studies.stages`) compose ``codeworld_ra3`` and
+``ra3_corpus``. Every stage draws the same data from the same config: programs by the pipeline's seed, snippets
+from the same files.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ra3lab.codeworld import Program
+from ra3lab.corpus import load_corpus, snippets, statement_lines
+from ra3lab.errors import check, check_choice
+from ra3lab.evaluation import named_tasks
+from ra3lab.log import say
+from ra3lab.ra3.estep import Corpus
+
+HEADER = 2      # CodeWorld: def line + docstring are context, no thought before them
+DATA = {"pretrain": ("train", 1, None), "midtrain": ("train", 2, 0.0), "heldout": ("heldout", 3, 0.0)}
+HELDOUT_SHARE = 10   # a real corpus: held-out snippets come from the last 1/HELDOUT_SHARE of its files
+
+
+class Source(Protocol):
+    """The data of a pipeline. ``keys(part)``: the config keys the data of ``part`` (pretrain, midtrain, heldout)
+    depends on; ``pretraining()``: programs (lines, with comments) for the tiny base model;
+    ``midtraining()``: the comment-free corpus with where thoughts may go; ``references()``: each reference arm's
+    rendering of it (``REFERENCES``: the reference arms it has); ``heldout()``: held-out snippets; ``tasks()``:
+    (held-out tasks, the suffix of their metrics' names)."""
+
+    REFERENCES: tuple[str, ...]
+
+    def keys(self, part: str) -> list[str]: ...
+    def validate(self) -> None: ...
+    def pretraining(self) -> list[list[str]]: ...
+    def tokenizer_lines(self) -> list[str]: ...
+    def midtraining(self) -> Corpus: ...
+    def references(self) -> dict[str, list[list[str]]]: ...
+    def heldout(self) -> Corpus: ...
+    def tasks(self) -> tuple[list[dict], str]: ...
+
+
+def source_of(config: DictConfig) -> Source:
+    return FileCorpus(config) if "corpus" in config else CodeWorldSource(config)
+
+
+class CodeWorldSource:
+    """CodeWorld programs: ``data.pretrain`` with the world's comments, ``data.midtrain`` and ``data.heldout``
+    without, drawn with the pipeline's seed; truth = the skills' first lines; tasks = the held-out programs'."""
+
+    REFERENCES: tuple[str, ...] = ("ntp", "oracle", "random")
+
+    def __init__(self, config: DictConfig):
+        self.config = config
+
+    def keys(self, part: str) -> list[str]:
+        return {"pretrain": ["env", "data.pretrain", "data.midtrain"], "midtrain": ["env", "data.midtrain"],
+                "heldout": ["env", "data.heldout"]}[part]
+
+    def validate(self) -> None:
+        from ra3lab.studies import codeworld_ra3
+
+        codeworld_ra3.validate_pipeline(self.config)
+
+    def programs(self, part: str) -> list[Program]:
+        split, offset, comments = DATA[part]
+        world = instantiate(self.config.env)
+        return world.sample(self.config.data[part], split, seed=int(self.config.seed) * 10 + offset,
+                            comment_fraction=comments)
+
+    def pretraining(self) -> list[list[str]]:
+        return [p.lines() for p in self.programs("pretrain")]
+
+    def tokenizer_lines(self) -> list[str]:
+        return [line for p in self.programs("pretrain") + self.programs("midtrain") for line in p.lines()]
+
+    def midtraining(self) -> Corpus:
+        return as_corpus(self.programs("midtrain"))
+
+    def references(self) -> dict[str, list[list[str]]]:
+        programs = self.programs("midtrain")
+        return {"ntp": [p.lines(comments=False) for p in programs], "oracle": [p.oracle_lines() for p in programs]}
+
+    def heldout(self) -> Corpus:
+        return as_corpus(self.programs("heldout"))
+
+    def tasks(self) -> tuple[list[dict], str]:
+        return [p.task() for p in self.programs("heldout")], ""
+
+
+def as_corpus(programs: list[Program]) -> Corpus:
+    """Comment-free programs as snippets: thoughts may go before body lines; truth = skill starts."""
+    chunks = [program.lines(comments=False) for program in programs]
+    decisions = [[t >= HEADER for t in range(len(s))] for s in chunks]
+    truth = [{HEADER + b for b in program.boundaries} for program in programs]
+    return Corpus(chunks, decisions, truth)
+
+
+class FileCorpus:
+    """Snippets of real code (``corpus.path``: JSONL, Parquet, a folder of .py files, or ``stdlib``): windows of
+    ``corpus.snippet_lines`` lines with full-line comments removed, a thought allowed before any line that starts
+    a statement; held-out snippets come from the last tenth of the files. Tasks: ``eval.tasks`` (humaneval or a
+    HumanEval-format JSONL file), the first ``eval.limit``."""
+
+    REFERENCES: tuple[str, ...] = ("ntp",)
+
+    def __init__(self, config: DictConfig):
+        self.config = config
+
+    def keys(self, part: str) -> list[str]:
+        return {"pretrain": ["corpus"], "midtrain": ["corpus"], "heldout": ["corpus", "eval.tasks", "eval.limit"]}[part]
+
+    @property
+    def path(self) -> Path:
+        path = self.config.corpus.path
+        return Path(sysconfig.get_paths()["stdlib"]) if path == "stdlib" else Path(path)
+
+    def validate(self) -> None:
+        from ra3lab.studies.midtraining import validate_method
+
+        config = self.config
+        validate_method(config)
+        check(self.path.exists(), "corpus.path", config.corpus.path,
+              "give a .jsonl / .parquet file or a folder of .py files (or stdlib)")
+        check(config.corpus.snippet_lines >= 2, "corpus.snippet_lines", config.corpus.snippet_lines, "must be >= 2")
+        for key in ("train_snippets", "heldout_snippets"):
+            check(config.corpus[key] >= 1, f"corpus.{key}", config.corpus[key], "must be >= 1")
+        for arm in config.references:
+            check_choice("references", arm, (*self.REFERENCES, "infuse0"))
+        self.tasks()                                   # a task file with missing fields fails here
+
+    @cached_property
+    def files(self) -> tuple[list[list[str]], list[list[str]]]:
+        """(the training files' programs, the held-out files' programs)."""
+        corpus = self.config.corpus
+        programs, stats = load_corpus(self.path, field=corpus.field, max_files=corpus.max_files)
+        say("corpus", f"{self.config.corpus.path}: {stats.describe()}")
+        cut = max(1, len(programs) // HELDOUT_SHARE)
+        return programs[:-cut], programs[-cut:]
+
+    def pretraining(self) -> list[list[str]]:
+        return snippets(self.files[0], max_lines=self.config.corpus.snippet_lines, seed=int(self.config.seed) + 1)
+
+    def tokenizer_lines(self) -> list[str]:
+        return [line for program in self.pretraining() for line in program]
+
+    def _snippets(self, programs: list[list[str]], limit: int) -> Corpus:
+        chunks = snippets(programs, max_lines=self.config.corpus.snippet_lines, drop_comments=True,
+                          seed=int(self.config.seed), limit=limit)
+        decisions = [[line > 0 and start for line, start in enumerate(statement_lines(chunk))] for chunk in chunks]
+        return Corpus(chunks, decisions)
+
+    def midtraining(self) -> Corpus:
+        return self._snippets(self.files[0], self.config.corpus.train_snippets)
+
+    def references(self) -> dict[str, list[list[str]]]:
+        return {"ntp": self.midtraining().snippets}
+
+    def heldout(self) -> Corpus:
+        return self._snippets(self.files[1], self.config.corpus.heldout_snippets)
+
+    def tasks(self) -> tuple[list[dict], str]:
+        tasks = named_tasks(self.config.eval.tasks, "eval.tasks")
+        limit = self.config.eval.limit
+        name = "humaneval" if self.config.eval.tasks == "humaneval" else Path(self.config.eval.tasks).stem
+        return (tasks if limit is None else tasks[:limit]), f"/{name}"
