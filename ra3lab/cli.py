@@ -136,9 +136,16 @@ def print_sbatch(sbatch: dict, what: str) -> None:
 
 
 def render_sweep(summary: dict) -> None:
-    from ra3lab.sweep.status import render
+    from ra3lab.sweep.status import render, render_stage_runs
 
     title = f"sweep {summary['sweep']} ({summary['experiment']}): {summary['sweep_dir']}"
+    if summary.get("dry_run") and "stages" in summary:
+        render_stage_runs(summary["stages"], summary["line"], f"[dry run] {title}")
+        print(f"would launch {len(summary['launch'])} of {summary['n_stage_runs']} stage runs "
+              f"({summary['n_runs']} points), one {'array' if 'sbatch' in summary else 'batch'} per level")
+        for (level, script), ids in zip(summary.get("sbatch", {}).items(), summary["levels"].values()):
+            print(f"{level}: would submit an array job of {len(ids)} task(s), sbatch script:\n{script}")
+        return
     if summary.get("dry_run"):
         render(summary["runs"], summary["line"], title=f"[dry run] {title}",
                extra={"action": [run["action"] for run in summary["runs"]]})

@@ -178,7 +178,7 @@ def test_a_local_dag_sweep_blocks_dependants_of_a_failure_and_relaunch_runs_only
     assert third["launch"] == [] and len(base_runs(isolated_runs)) == 4
 
 
-def test_a_dag_sweep_dry_run_on_slurm_shows_one_array_per_level_with_afterok(toy_root):
+def test_a_dag_sweep_dry_run_on_slurm_shows_one_array_per_level_with_afterok(toy_root, capsys):
     summary = run_sweep("toy_dag", launcher="slurm", profile="localhost", dry_run=True)
     assert {depth: sorted({run.split("/")[0] for run in runs}) for depth, runs in summary["levels"].items()} \
         == {0: ["toy_base"], 1: ["toy_top"]}
@@ -186,6 +186,10 @@ def test_a_dag_sweep_dry_run_on_slurm_shows_one_array_per_level_with_afterok(toy
     assert "--kill-on-invalid-dep=yes" in summary["sbatch"]["level 0"]
     assert "--dependency='afterok:<level 0 array>'" in summary["sbatch"]["level 1"]
     assert "--dependency" not in summary["sbatch"]["level 0"] and "--array=0-3" in summary["sbatch"]["level 1"]
+    assert main(["sweep", "toy_dag", "--launcher", "slurm", "--profile", "localhost", "--dry-run"]) == 0
+    shown = capsys.readouterr().out
+    assert "would launch 6 of 6 stage runs (4 points), one array per level" in shown
+    assert shown.count("toy_top/") == 4 and "level 1: would submit an array job of 4 task(s)" in shown
 
 
 @pytest.mark.cluster

@@ -163,9 +163,30 @@ STYLE = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": 
          "pending": "dim"}
 
 
+def render_stage_runs(rows: list[dict], line: str, title: str) -> None:
+    """Print a staged sweep's stage runs (level, id, state, what the launch does with it), then the count line."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("level", "stage run", "state", "action"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(str(row["level"]), row["id"], f"[{STYLE[row['state']]}]{row['state']}[/]", row["action"])
+    _print(table, line)
+
+
+def _print(table, line: str) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:   # piped or captured: do not wrap at 80 columns
+        console = Console(width=200)
+    console.print(table)
+    console.print(line, highlight=False)
+
+
 def render(runs: list[dict], line: str, title: str | None = None, extra: dict | None = None) -> None:
     """Print the runs as a rich table on stdout, then the count line. ``extra`` adds columns: {name: values}."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -177,8 +198,4 @@ def render(runs: list[dict], line: str, title: str | None = None, extra: dict | 
         table.add_row(str(run["index"]), params, run["run_id"], f"[{STYLE[run['state']]}]{state}[/]",
                       str(run.get("job") or ""), *(str(values[i]) for values in (extra or {}).values()),
                       (run.get("error") or "").splitlines()[0][:200] if run.get("error") else "")
-    console = Console()
-    if not console.is_terminal:   # piped or captured: do not wrap at 80 columns
-        console = Console(width=200)
-    console.print(table)
-    console.print(line, highlight=False)
+    _print(table, line)
