@@ -143,8 +143,9 @@ def render_sweep(summary: dict) -> None:
         render_stage_runs(summary["stages"], summary["line"], f"[dry run] {title}")
         print(f"would launch {len(summary['launch'])} of {summary['n_stage_runs']} stage runs "
               f"({summary['n_runs']} points), one {'array' if 'sbatch' in summary else 'batch'} per level")
-        for (level, script), ids in zip(summary.get("sbatch", {}).items(), summary["levels"].values()):
-            print(f"{level}: would submit an array job of {len(ids)} task(s), sbatch script:\n{script}")
+        for (level, script), (depth, ids) in zip(summary.get("sbatch", {}).items(), summary["levels"].items()):
+            print(f"{level}: would submit an array job of {summary['tasks'][depth]} task(s) for {len(ids)} run(s), "
+                  f"sbatch script:\n{script}")
         return
     if summary.get("dry_run"):
         render(summary["runs"], summary["line"], title=f"[dry run] {title}",

@@ -185,11 +185,35 @@ def test_a_dag_sweep_dry_run_on_slurm_shows_one_array_per_level_with_afterok(toy
     assert (len(summary["levels"][0]), len(summary["levels"][1])) == (2, 4)
     assert "--kill-on-invalid-dep=yes" in summary["sbatch"]["level 0"]
     assert "--dependency='afterok:<level 0 array>'" in summary["sbatch"]["level 1"]
-    assert "--dependency" not in summary["sbatch"]["level 0"] and "--array=0-3" in summary["sbatch"]["level 1"]
+    assert "--dependency" not in summary["sbatch"]["level 0"] and summary["tasks"] == {0: 2, 1: 2}
+    assert "--array=0-1%2" in summary["sbatch"]["level 1"]       # never more tasks than run at once: 2 runs each
     assert main(["sweep", "toy_dag", "--launcher", "slurm", "--profile", "localhost", "--dry-run"]) == 0
     shown = capsys.readouterr().out
     assert "would launch 6 of 6 stage runs (4 points), one array per level" in shown
-    assert shown.count("toy_top/") == 4 and "level 1: would submit an array job of 4 task(s)" in shown
+    assert shown.count("toy_top/") == 4 and "level 1: would submit an array job of 2 task(s) for 4 run(s)" in shown
+
+
+def level_runs(experiment: str, overrides: list[list[str]]) -> list[dict]:
+    """A level's runs as a SLURM level task receives them."""
+    nodes = [plan(experiment, compose_experiment(experiment, o)) for o in overrides]
+    return [{"experiment": n.experiment, "config": OmegaConf.to_container(n.config, resolve=True)} for n in nodes]
+
+
+def test_a_level_task_runs_its_share_then_what_no_task_started_and_fails_at_the_end(toy_root, isolated_runs):
+    from ra3lab.sweep.dag import LevelTask
+
+    bases = level_runs("toy_base", [[f"value={v}"] for v in range(4)])
+    first = LevelTask()(bases, 0, 2, str(isolated_runs))                   # its share (0, 2), then 1 and 3
+    assert len(first["runs"]) == 4 and len(base_runs(isolated_runs)) == 4
+    second = LevelTask()(bases, 1, 2, str(isolated_runs))                  # its share is done: nothing computed
+    assert len(second["runs"]) == 2 and len(base_runs(isolated_runs)) == 4
+    tops = level_runs("toy_top", [["value=0"], ["value=9"], ["value=1"]])  # value 9: its base never ran
+    with pytest.raises(RuntimeError, match="1 of the task's runs failed: toy_top/") as error:
+        LevelTask()(tops, 0, 1, str(isolated_runs))
+    assert "upstream.base" in str(error.value)
+    done = [(isolated_runs / "toy_top" / plan("toy_top", compose_experiment("toy_top", [o])).run_id / "summary.json")
+            .exists() for o in ("value=0", "value=9", "value=1")]
+    assert done == [True, False, True]                                     # the failure stopped nothing after it
 
 
 @pytest.mark.cluster

@@ -12,9 +12,11 @@ sides.
 
 Units: seconds; ``compute_ratio`` = our CPU seconds / the peer's (target <= 0.5), ``upstream_runs`` the base
 models and mid-training runs each side computed (ours: exactly one per distinct config). Every job pays a fixed
-start (Python, torch, transformers and TRL imports: several CPU seconds here) and ours runs more, smaller jobs
-(7 against 4), so stages save compute only where a point's upstream costs more than that: ``pretrain_steps``
-sets how much.
+start (Python, torch, transformers and TRL imports: 6-8 CPU seconds here). Ours runs 5 jobs against the peer's 4
+(one pre-training job, then per level no more tasks than run at once: 2 mid-training, 2 RLVR tasks of 2 runs),
+so with a start cost O, pre-training P and one RLVR run R, ours costs at most half the peer's when
+P >= 3 O + 2 R (mid-training cancels out: ours trains each arm once, the peer once per seed, 2 seeds).
+``pretrain_steps`` sets P.
 """
 
 from __future__ import annotations

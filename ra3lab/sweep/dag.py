@@ -5,8 +5,11 @@ base model share its run) and given a level: 0 for a run that consumes nothing, 
 highest upstream. On SLURM, each level's missing runs are ONE array job whose sbatch ``dependency`` is
 ``afterok`` on the arrays of the lower levels it consumes from, all submitted at once, with
 ``--kill-on-invalid-dep=yes`` so that the dependants of a failed run leave the queue instead of waiting
-forever. Locally, the levels run one after another on the process pool, and a run whose upstream failed is
-not started. Done runs are never launched again: relaunching after a failure runs only what is missing.
+forever. A level never has more array tasks than may run at once (the profile's ``array_parallelism``): each
+task (:class:`LevelTask`) executes its share of the level's runs one after another in one process, which pays
+Python's and torch's start once, then any run of the level that no task has started. Locally, the levels run
+one after another on the process pool, and a run whose upstream failed is not started. Done runs are never
+launched again: relaunching after a failure runs only what is missing.
 
 ``stages.jsonl`` in the sweep directory lists every run of the DAG (id, experiment, level, upstream ids, the
 job that last ran it); ``ra3lab status`` reads it to show per-stage progress, and a run that waits on a
@@ -16,16 +19,17 @@ failed upstream as ``blocked: <upstream id> failed``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import submitit
 from omegaconf import OmegaConf
 
 from ra3lab.log import say
-from ra3lab.runs import atomic_write
+from ra3lab.runs import atomic_write, run_id
 from ra3lab.stages import Node, levels
 from ra3lab.sweep.launch import Outcome, SlurmBatch, submit
-from ra3lab.sweep.status import Queue, dag_states
+from ra3lab.sweep.status import Queue, dag_states, run_state
 
 KILL_ON_INVALID_DEPENDENCY = {"kill-on-invalid-dep": "yes"}   # sbatch: cancel a job whose dependency failed
 
@@ -42,6 +46,41 @@ class StageJob(submitit.helpers.Checkpointable):
 
         summary = execute_node(experiment, OmegaConf.create(config))
         return {"run_dir": summary["run_dir"], "state": "done", "cached": bool(summary.get("cached"))}
+
+
+class LevelTask(submitit.helpers.Checkpointable):
+    """``LevelTask()(runs, share, shares, runs_root)``: one of the ``shares`` array tasks of a level. It executes
+    its share of ``runs`` ({experiment, config} each: every ``shares``-th from ``share``), then, when the tasks are
+    fewer than the runs, every other run of the level that no task has started; a run that fails does not stop
+    the others, and the task fails at the end if one did (so that ``afterok`` holds the next level). A requeued
+    task skips the runs already done and resumes the interrupted one from its checkpoint."""
+
+    def __call__(self, runs: list[dict], share: int, shares: int, runs_root: str) -> dict:
+        os.environ["RA3LAB_RUNS"] = str(runs_root)
+        from ra3lab.execute import execute_node
+
+        own = runs[share::shares]
+        others = [run for i, run in enumerate(runs) if i % shares != share] if shares < len(runs) else []
+        ran, failed = [], []
+        for run in own + others:
+            config = OmegaConf.create(run["config"])
+            path = Path(runs_root) / run["experiment"] / run_id(config)
+            if run in others and (path / "status.json").exists():        # started (or done) by another task
+                continue
+            try:
+                execute_node(run["experiment"], config)
+                ran.append(str(path))
+            except Exception as error:                                      # noqa: BLE001 - recorded in its run
+                failed.append(f"{run['experiment']}/{path.name}: {type(error).__name__}: {error}".splitlines()[0])
+        if failed:
+            raise RuntimeError(f"{len(failed)} of the task's runs failed: " + "; ".join(failed))
+        return {"runs": ran}
+
+
+def tasks_per_level(profile: dict, n_runs: int) -> int:
+    """Array tasks for a level of ``n_runs`` runs: at most the profile's ``array_parallelism`` (all at once)."""
+    limit = profile.get("array_parallelism")
+    return min(n_runs, int(limit)) if limit else n_runs
 
 
 def node_states(nodes: list[Node], queue: Queue | None = None) -> dict[str, dict]:
@@ -119,22 +158,34 @@ def _launch_slurm(by_level: dict[int, list[Node]], profile: dict | None, folder:
                   runs_root: Path, timeout_s: float | None, on_submit) -> dict[str, Outcome]:
     assert profile is not None, "check_launcher loads the profile for slurm"
     array_of: dict[str, str] = {}                       # node id -> the array job that computes it
+    task_of: dict[str, str] = {}                        # node id -> the array task whose share it is
     batches: list[tuple[list[Node], SlurmBatch]] = []
     for depth in sorted(by_level):
         ready = by_level[depth]
         needed = sorted({array_of[up.id] for node in ready for up in node.upstream.values() if up.id in array_of})
-        batch = submit(StageJob(), [_kwargs(node, runs_root) for node in ready], launcher="slurm",
-                       profile=with_dependency(profile, needed), folder=folder, job_name=f"{job_name}-L{depth}")
+        shares = tasks_per_level(profile, len(ready))
+        runs = [{"experiment": node.experiment, "config": OmegaConf.to_container(node.config, resolve=True)}
+                for node in ready]
+        batch = submit(LevelTask(), [{"runs": runs, "share": share, "shares": shares, "runs_root": str(runs_root)}
+                                     for share in range(shares)],
+                       launcher="slurm", profile=with_dependency(profile, needed), folder=folder,
+                       job_name=f"{job_name}-L{depth}")
         assert isinstance(batch, SlurmBatch), "launcher slurm gives a SlurmBatch"
         array = batch.job_ids[0].split("_")[0]
-        say("sweep", f"stage level {depth}: array job {array} of {len(ready)} run(s)"
+        say("sweep", f"stage level {depth}: array job {array} of {shares} task(s) for {len(ready)} run(s)"
                      + (f", after {', '.join(needed)}" if needed else ""))
         array_of.update({node.id: array for node in ready})
+        task_of.update({node.id: batch.job_ids[i % shares] for i, node in enumerate(ready)})
         batches.append((ready, batch))
         if on_submit is not None:
-            on_submit([node.id for node in ready], batch.job_ids)
+            on_submit([node.id for node in ready], [task_of[node.id] for node in ready])
     outcomes: dict[str, Outcome] = {}
     for ready, batch in batches:
-        for node, outcome in zip(ready, batch.wait(timeout_s=timeout_s)):
-            outcomes[node.id] = outcome
+        tasks = {outcome.job_id: outcome for outcome in batch.wait(timeout_s=timeout_s)}
+        for node in ready:
+            state, task = run_state(node.path), tasks.get(task_of[node.id])
+            outcomes[node.id] = (Outcome(ok=True, result={"run_dir": str(node.path)}, job_id=task_of[node.id])
+                                 if state["state"] == "done" else
+                                 Outcome(ok=False, error=state["error"] or (task.error if task else None)
+                                         or f"the run ended {state['state']}", job_id=task_of[node.id]))
     return outcomes

@@ -31,7 +31,7 @@ from ra3lab.runs import Run, atomic_write
 from ra3lab.stages import Node, levels, order
 from ra3lab.stages import plan as stage_plan
 from ra3lab.sweep.aggregate import write_aggregate
-from ra3lab.sweep.dag import launch_dag, node_states, to_launch, with_dependency, write_stages
+from ra3lab.sweep.dag import launch_dag, node_states, tasks_per_level, to_launch, with_dependency, write_stages
 from ra3lab.sweep.job import RunJob
 from ra3lab.sweep.launch import SlurmBatch, check_cluster, check_launcher, default_workers, sbatch_script, submit
 from ra3lab.sweep.profiles import executor_parameters
@@ -241,9 +241,10 @@ def _run_staged(the_plan: Plan, roots: list[Node], *, launcher: str, profile: di
                        levels={depth: [node.id for node in selected if level[node.id] == depth] for depth in by_level})
         if launcher == "slurm":
             assert profile is not None, "check_launcher loads the profile for slurm"
+            summary["tasks"] = {depth: tasks_per_level(profile, len(summary["levels"][depth])) for depth in by_level}
             summary["sbatch"] = {f"level {depth}": sbatch_script(
                 with_dependency(profile, [f"<level {d} array>" for d in by_level if d < depth]), sweep_dir / "jobs" /
-                "%j", len(summary["levels"][depth]), f"ra3lab-{name}-L{depth}") for depth in by_level}
+                "%j", summary["tasks"][depth], f"ra3lab-{name}-L{depth}") for depth in by_level}
         return summary
     if launcher == "slurm" and selected:
         assert profile is not None, "check_launcher loads the profile for slurm"
