@@ -20,7 +20,7 @@ class Program:
     """One program with its ground truth.
 
     task_id, name: the task's id and the function's name (its entry point).
-    spec: the docstring, one sentence per program naming every step in order.
+    spec: the docstring, one line: CodeWorld's names every step in order; CodeWorldPlan's follows its ``spec``.
     skills, phrases: per skill instance, the skill's name and the phrase that states its intent.
     body: code lines without comments, indented 4 spaces (8 or more inside blocks).
     line_skill: per body line, the index of its skill instance.

@@ -12,10 +12,15 @@ reverse and swap-pairs share ``out = list(xs)``; sum and the counts share ``tota
 (``evens = []``), a skill states its intent in its first line.
 
 List skills read the list ``xs`` and end by rebinding it; reducers end the program with ``return``.
+
+Stylistic variants (``line_variants``): every template line but a ``return`` has ``VARIANTS`` renderings that
+do the same on the lists of integers the programs see (``out.append(x)``, ``out += [x]``,
+``out.extend([x])``), so that a writer makes line-level choices within one intent.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass
 
@@ -190,3 +195,36 @@ _LIBRARY = (
 )
 
 SKILLS: dict[str, Skill] = {skill.name: skill for skill in _LIBRARY}
+
+
+VARIANTS = 3  # renderings of every template line but a return: the line and its two rewrites below
+_REWRITES = tuple((re.compile(pattern), rewrites) for pattern, rewrites in (
+    (r"for (\w+) in (.+):", (r"for \1 in list(\2):", r"for \1 in [*\2]:")),
+    (r"(if|while) (.+):", (r"\1 (\2):", r"\1 bool(\2):")),
+    (r"(\w+)\.append\((.+)\)", (r"\1 += [\2]", r"\1.extend([\2])")),
+    (r"(\w+)\.sort\(\)", (r"\1[:] = sorted(\1)", r"\1.sort(key=None)")),
+    (r"(\w+)\.sort\((.+)\)", (r"\1[:] = sorted(\1, \2)", r"\1.sort(key=None, \2)")),
+    (r"(\w+) \+= (.+)", (r"\1 = \1 + \2", r"\1 = \2 + \1")),
+    (r"(\w+) = \[\]", (r"\1 = list()", r"\1: list[int] = []")),
+    (r"(\w+) = 0", (r"\1 = int()", r"\1: int = 0")),
+    (r"(\w+) = list\((\w+)\)", (r"\1 = \2[:]", r"\1 = [*\2]")),
+    (r"(\w+) = (\w+\[\w*:\w*\])", (r"\1 = list(\2)", r"\1 = [*\2]")),
+    (r"(\w+) = len\((\w+)\)", (r"\1 = sum(1 for _ in \2)", r"\1 = len([*\2])")),
+    (r"(\w+) = (\w+)\[-1\]", (r"\1 = \2[len(\2) - 1]", r"*_, \1 = \2")),
+    (r"(\w+) = (.+) if (\w+) else (.+)", (r"\1 = \4 if not \3 else \2", r"\1 = \2 if len(\3) else \4")),
+    (r"xs = (\w+)", (r"xs = list(\1)", r"xs = \1[:]")),
+    (r"(\w+) = x", (r"\1 = int(x)", r"(\1) = x")),
+    (r"(.+, .+) = (.+)", (r"(\1) = (\2)", r"[\1] = [\2]")),
+))
+
+
+def line_variants(line: str) -> tuple[str, ...]:
+    """The renderings of one rendered body line, ``line`` first: ``VARIANTS`` of them, or only ``line`` for a
+    ``return`` (and any line no rewrite matches). The first matching rewrite of ``_REWRITES`` applies."""
+    code = line.lstrip(" ")
+    indent = line[: len(line) - len(code)]
+    for pattern, rewrites in _REWRITES:
+        match = pattern.fullmatch(code)
+        if match:
+            return (line, *(indent + match.expand(rewrite) for rewrite in rewrites))
+    return (line,)
