@@ -29,7 +29,7 @@ import numpy as np
 
 from ra3lab.codeworld.programs import Program
 from ra3lab.codeworld.skills import INDENT, SKILLS, VARIANTS, line_variants
-from ra3lab.codeworld.world import MAX_ABS, MAX_DRAWS, SPLITS, CodeWorld, _fraction
+from ra3lab.codeworld.world import MAX_ABS, MAX_DRAWS, SPLITS, CodeWorld, checked_fraction
 from ra3lab.errors import ConfigError, check, check_choice
 
 SPECS = ("io", "goal", "steps")
@@ -105,7 +105,8 @@ class CodeWorldPlan:
         self.n_families = _integer("n_families", n_families, 1, len(GOALS))
         self.examples = _integer("examples", examples, 1, MAX_EXAMPLES)
         self.max_lines = _integer("max_lines", max_lines, 1)
-        self.heldout_fraction = _fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)", upper_open=True)
+        self.heldout_fraction = checked_fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)",
+                                                 upper_open=True)
         n_train = n_families - round(self.heldout_fraction * n_families)
         check(n_train >= 1, "heldout_fraction", heldout_fraction, f"leaves no train family of {n_families}: lower it")
         self._splits = {"train": tuple(range(n_train)), "heldout": tuple(range(n_train, n_families))}

@@ -31,7 +31,8 @@ def _range(field: str, value: object, low: int) -> tuple[int, int]:
     return pair
 
 
-def _fraction(field: str, value: object, valid: str, upper_open: bool = False) -> float:
+def checked_fraction(field: str, value: object, valid: str, upper_open: bool = False) -> float:
+    """``value`` as a float in [0, 1] (or [0, 1) when ``upper_open``), else a ConfigError naming ``field``."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
     check(ok and not (upper_open and value == 1), field, value, valid)
     assert isinstance(value, int | float)  # checked above
@@ -59,9 +60,10 @@ class CodeWorld:
               f"need an integer in [2, {len(SKILLS)}] (the library size)")
         self.skills_per_program = _range("skills_per_program", skills_per_program, 1)
         self.lines_per_skill = lo, hi = _range("lines_per_skill", lines_per_skill, 1)
-        self.ambiguity = _fraction("ambiguity", ambiguity, "must lie in [0, 1]")
-        self.comment_fraction = _fraction("comment_fraction", comment_fraction, "must lie in [0, 1]")
-        self.heldout_fraction = _fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)", upper_open=True)
+        self.ambiguity = checked_fraction("ambiguity", ambiguity, "must lie in [0, 1]")
+        self.comment_fraction = checked_fraction("comment_fraction", comment_fraction, "must lie in [0, 1]")
+        self.heldout_fraction = checked_fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)",
+                                                 upper_open=True)
         check(isinstance(seed, int), "seed", seed, "need an integer")
         self.n_skills, self.seed = n_skills, seed
         matching = [name for name, skill in SKILLS.items() if lo <= len(skill.template) <= hi]
@@ -96,7 +98,7 @@ class CodeWorld:
         check_choice("split", split, SPLITS)
         check(isinstance(seed, int), "seed", seed, "need an integer")
         fraction = self.comment_fraction if comment_fraction is None else comment_fraction
-        fraction = _fraction("comment_fraction", fraction, "must lie in [0, 1]")
+        fraction = checked_fraction("comment_fraction", fraction, "must lie in [0, 1]")
         stream = f"codeworld/{self.seed}/{seed}/{split}"
         rng, comment_rng = random.Random(stream), random.Random(stream + "/comments")
         programs = []
