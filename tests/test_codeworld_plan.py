@@ -219,6 +219,19 @@ def test_lines_per_skill_and_ambiguity_select_the_code():
     assert distinct.plans == shared.plans
 
 
+def test_the_pretraining_corpus_writes_every_skill_when_asked_for_and_no_family(world):
+    corpus = world.pretraining(300, seed=4)
+    assert {name for p in corpus for name in p.skills} == set(world.skills)          # all of Z, not Z_eps
+    assert all(len(p.skills) == world.skills_per_program for p in corpus)
+    steps = [p for p in corpus if all(phrase.lower() in p.spec.lower() for phrase in p.phrases)]
+    assert len(steps) == len(corpus)                                                   # the docstring states the steps
+    assert all(passes(p.task(), p.body) for p in corpus[:60])
+    shown = sum(len(p.comments) for p in corpus) / sum(len(p.skills) for p in corpus)
+    assert abs(shown - world.comment_fraction) < 0.05                                  # a few intent comments
+    assert world.pretraining(300, seed=4) == corpus and world.pretraining(5, seed=5) != corpus[:5]
+    assert CodeWorldPlan(seed=1, comment_fraction=0.0).pretraining(20, seed=4)[0].comments == {}
+
+
 def test_sampling_is_deterministic_per_seed():
     def render(world, **kwargs):
         return [(p.task(), p.source()) for p in world.sample(30, **kwargs)]
@@ -236,7 +249,7 @@ def test_sampling_is_deterministic_per_seed():
     ("skills_per_program", 2.5), ("skills_per_program", True), ("lines_per_skill", (3, 2)),
     ("lines_per_skill", 7), ("ambiguity", 1.5), ("variants", 0), ("variants", VARIANTS + 1), ("n_families", 0),
     ("examples", 0), ("examples", 9), ("heldout_fraction", 1.0), ("heldout_fraction", -0.1), ("max_lines", 0),
-    ("seed", "a"),
+    ("comment_fraction", 1.2), ("seed", "a"),
 ])
 def test_bad_knobs_raise_config_error_naming_the_field(field, value):
     with pytest.raises(ConfigError) as error:

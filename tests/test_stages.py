@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ra3lab.cli import main
@@ -111,6 +112,25 @@ def test_the_real_corpus_study_is_the_same_stages_over_another_source():
     with pytest.raises(ConfigError) as error:                               # no intents to render in real code
         plan("midtrain", as_stage(compose_experiment("ra3_corpus"), "midtrain", arm="oracle"))
     assert error.value.field == "arm"
+
+
+def test_codeworld_plan_feeds_the_same_stages_its_families():
+    from ra3lab.studies.stages.sources import PlanSource, source_of
+
+    config = compose_experiment("rlvr", ["env=codeworld_plan", "arm=ntp", "data.pretrain=60", "data.midtrain=20",
+                                         "data.heldout=8"])
+    source = source_of(config)
+    world = instantiate(config.env)
+    assert isinstance(source, PlanSource)
+    assert {name for p in source.programs("pretrain") for name in p.skills} == set(world.skills)        # all of Z
+    midtrain, heldout = source.programs("midtrain"), source.programs("heldout")
+    assert {name for p in midtrain for name in p.skills} <= set(world.family)                          # Z_eps only
+    assert {world.family_of(p) for p in midtrain} <= set(world.families("train"))
+    assert {world.family_of(p) for p in heldout} <= set(world.families("heldout"))                     # unseen plans
+    assert len(source.midtraining().snippets) == 20 and len(source.tasks()[0]) == 8
+    top = plan("rlvr", config)
+    codeworld = plan("rlvr", compose_experiment("rlvr", ["arm=ntp"]))
+    assert top.upstream["model"].upstream["base"].id != codeworld.upstream["model"].upstream["base"].id
 
 
 def test_a_named_model_becomes_the_base_stage_as_a_pinned_copy(tmp_path, isolated_runs):

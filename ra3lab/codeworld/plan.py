@@ -89,6 +89,7 @@ class CodeWorldPlan:
     examples: in [1, MAX_EXAMPLES], input/output examples in an "io" prompt (lists of >= 3 numbers).
     heldout_fraction: in [0, 1), the share of families kept for split "heldout"; one train family at least.
     max_lines: the longest body the generation budget allows; H x max(lines_per_skill) + 1 must fit.
+    comment_fraction: in [0, 1], the share of skill instances with their intent comment in ``pretraining``.
     seed: picks Z (as CodeWorld's seed does), the constants, the families, Z_eps and the goals; ``sample`` takes
         its own seed.
     """
@@ -96,7 +97,7 @@ class CodeWorldPlan:
     def __init__(self, n_skills: int = 14, family_skills: int = 4, skills_per_program: int = 3,
                  lines_per_skill: int | Sequence[int] = (2, 6), ambiguity: float = 1.0, variants: int = 3,
                  spec: str = "io", n_families: int = 8, examples: int = 3, heldout_fraction: float = 0.25,
-                 max_lines: int = 32, seed: int = 0):
+                 max_lines: int = 32, comment_fraction: float = 0.2, seed: int = 0):
         check_choice("spec", spec, SPECS)
         self.spec = spec
         self.skills_per_program = H = _integer("skills_per_program", skills_per_program, 1)
@@ -105,6 +106,7 @@ class CodeWorldPlan:
         self.n_families = _integer("n_families", n_families, 1, len(GOALS))
         self.examples = _integer("examples", examples, 1, MAX_EXAMPLES)
         self.max_lines = _integer("max_lines", max_lines, 1)
+        self.comment_fraction = checked_fraction("comment_fraction", comment_fraction, "must lie in [0, 1]")
         self.heldout_fraction = checked_fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)",
                                                  upper_open=True)
         n_train = n_families - round(self.heldout_fraction * n_families)
@@ -269,13 +271,36 @@ class CodeWorldPlan:
         rng = random.Random(f"codeworld_plan/{self.seed}/{stream}")
         style = random.Random(f"codeworld_plan/{self.seed}/{stream}/style")
         turns = [families[i % len(families)] for i in range(n)]
-        return [self._build(rng, style, family, functions[family], spec, f"CodeWorldPlan/{self.seed}/{stream}/{i}")
+        return [self._build(rng, style, self.plans[family], functions[family], spec,
+                            f"CodeWorldPlan/{self.seed}/{stream}/{i}", self.goals[family])
                 for i, family in enumerate(turns)]
 
-    def _build(self, rng: random.Random, style: random.Random, family: int,
-               function: Callable[[list[int], int], Output], spec: str, task_id: str) -> Program:
-        """One program of ``family``: phrases and inputs from ``rng``, line renderings from ``style``."""
-        plan = self.plans[family]
+    def pretraining(self, n: int, seed: int = 0) -> list[Program]:
+        """``n`` programs of random plans of H skills over every skill in use (all of Z), their steps in the
+        docstring and their lines drawn from the variants: a base model's corpus, which teaches how each skill is
+        written when asked for, and no family. A ``comment_fraction`` of the skill instances get their intent
+        comment, as real code has a few. Plans unfit for a task (constant or out of range on the probes) are
+        drawn again."""
+        check(isinstance(n, int) and n >= 0, "n", n, "need an integer >= 0")
+        check(isinstance(seed, int), "seed", seed, "need an integer")
+        rng = random.Random(f"codeworld_plan/{self.seed}/pretraining/{seed}")
+        style = random.Random(f"codeworld_plan/{self.seed}/pretraining/{seed}/style")
+        comments = random.Random(f"codeworld_plan/{self.seed}/pretraining/{seed}/comments")
+        programs: list[Program] = []
+        for _ in range(n * MAX_DRAWS):
+            if len(programs) == n:
+                break
+            plan = self._plan(rng, list(self.skills), 0)
+            function = self._function(plan) if plan else None
+            if plan and function and _behaviour(function) is not None:
+                task_id = f"CodeWorldPlan/{self.seed}/pretraining/{seed}/{len(programs)}"
+                program = self._build(rng, style, plan, function, "steps", task_id, None)
+                programs.append(program.with_intents([comments.random() < self.comment_fraction for _ in plan]))
+        return programs
+
+    def _build(self, rng: random.Random, style: random.Random, plan: tuple[str, ...],
+               function: Callable[[list[int], int], Output], spec: str, task_id: str, goal: str | None) -> Program:
+        """One program of ``plan`` (its family's ``goal``): phrases and inputs from ``rng``, lines from ``style``."""
         body, line_skill, phrases = [], [], []
         for index, name in enumerate(plan):
             skill, constant = SKILLS[name], self.constants.get(name)
@@ -292,7 +317,7 @@ class CodeWorldPlan:
         ending = ". Return the result." if reduces else ". Return the list."
         steps = ", then ".join(phrases)
         text = {"io": "Examples: " + "; ".join(f"f({xs!r}, {k!r}) == {out!r}" for (xs, k), out in shown) + ".",
-                "goal": f"Compute the {self.goals[family]} of xs for k{ending}",
+                "goal": f"Compute the {goal} of xs for k{ending}",
                 "steps": steps[0].upper() + steps[1:] + ending}[spec]
         return Program(task_id, "f", text, plan, tuple(phrases), body, tuple(line_skill), {},
                        tuple(inputs for inputs, _ in hidden), tuple(out for _, out in hidden))

@@ -8,8 +8,8 @@ thought should go; the corpus shows an intent comment before a seeded fraction o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ra3lab.codeworld.skills import INDENT
@@ -43,6 +43,11 @@ class Program:
     def boundaries(self) -> tuple[int, ...]:
         """Indices into ``body`` where a skill instance starts (always 0 first)."""
         return tuple(i for i, s in enumerate(self.line_skill) if i == 0 or s != self.line_skill[i - 1])
+
+    def with_intents(self, shown: Sequence[bool]) -> Program:
+        """This program with its intent comment before each skill instance ``i`` where ``shown[i]``."""
+        return replace(self, comments={b: f"{INDENT}# {phrase}" for b, phrase, show
+                                       in zip(self.boundaries, self.phrases, shown, strict=True) if show})
 
     @property
     def header(self) -> list[str]:

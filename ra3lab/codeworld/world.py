@@ -104,10 +104,7 @@ class CodeWorld:
         programs = []
         for i in range(n):
             program = self._draw(rng, split, f"CodeWorld/{self.seed}/{split}/{seed}/{i}")
-            shown = [comment_rng.random() < fraction for _ in program.skills]
-            comments = {b: f"{INDENT}# {phrase}" for b, phrase, show
-                        in zip(program.boundaries, program.phrases, shown, strict=True) if show}
-            programs.append(replace(program, comments=comments))
+            programs.append(program.with_intents([comment_rng.random() < fraction for _ in program.skills]))
         return programs
 
     def tasks(self, n: int, split: str = "train", seed: int = 0) -> list[dict[str, str]]:

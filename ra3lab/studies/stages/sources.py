@@ -1,5 +1,6 @@
-"""Where a pipeline's code comes from: CodeWorld's programs (``env``, ``data.*``) or a corpus of real code files
-(``corpus.*``, tasks from ``eval.tasks``). A config with a ``corpus`` block reads a corpus, any other CodeWorld.
+"""Where a pipeline's code comes from: CodeWorld's programs (``env``, ``data.*``), CodeWorld-Plan's task families
+(``env=codeworld_plan``), or a corpus of real code files (``corpus.*``, tasks from ``eval.tasks``). A config with a
+``corpus`` block reads a corpus; otherwise its ``env`` says which world.
 
 Each stage asks its config's source for the data it trains or evaluates on and for the keys that data depends
 on (:meth:`Source.keys`), so that the same stages (:mod:`ra3lab.studies.stages`) compose ``codeworld_ra3`` and
@@ -49,7 +50,10 @@ class Source(Protocol):
 
 
 def source_of(config: DictConfig) -> Source:
-    return FileCorpus(config) if "corpus" in config else CodeWorldSource(config)
+    if "corpus" in config:
+        return FileCorpus(config)
+    return PlanSource(config) if str(config.env.get("_target_", "")).endswith("CodeWorldPlan") else \
+        CodeWorldSource(config)
 
 
 class CodeWorldSource:
@@ -94,6 +98,19 @@ class CodeWorldSource:
 
     def tasks(self) -> tuple[list[dict], str]:
         return [p.task() for p in self.programs("heldout")], ""
+
+
+class PlanSource(CodeWorldSource):
+    """CodeWorld-Plan (:class:`~ra3lab.codeworld.CodeWorldPlan`): the base pre-trains on ``data.pretrain`` programs
+    of random plans over every skill with their steps in the docstring (all of Z); mid-training reads
+    ``data.midtrain`` comment-free programs of the train families (|D_E|, Z_eps only), prompted as ``env.spec``
+    says; held-out: ``data.heldout`` programs of the held-out families, whose plans no corpus shows."""
+
+    def programs(self, part: str) -> list[Program]:
+        world, seed = instantiate(self.config.env), int(self.config.seed) * 10 + DATA[part][1]
+        size = self.config.data[part]
+        return {"pretrain": lambda: world.pretraining(size, seed), "midtrain": lambda: world.corpus(size, seed),
+                "heldout": lambda: world.sample(size, "heldout", seed)}[part]()
 
 
 def as_corpus(programs: list[Program]) -> Corpus:
