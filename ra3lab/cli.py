@@ -157,8 +157,8 @@ def render_sweep(summary: dict) -> None:
             print(f"would run {n} run(s) on {summary['workers']} local worker process(es)")
         return
     render(summary["runs"], summary["line"], title=title)
-    for failure in summary["failures"]:
-        print(f"#{failure['index']} failed: {failure['error']}")
+    for failure in summary["failures"]:      # a point of a flat sweep (index) or a stage run (id)
+        print(f"{'#' + str(failure['index']) if 'index' in failure else failure['id']} failed: {failure['error']}")
     print(f"aggregate: {summary['aggregate']}")
 
 

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ra3lab.cli import main
+from ra3lab.cli import main, render_sweep
 from ra3lab.config import compose_experiment
 from ra3lab.errors import ConfigError
 from ra3lab.execute import execute
@@ -178,12 +178,16 @@ def test_two_processes_needing_the_same_missing_upstream_compute_it_once(toy_roo
 
 
 def test_a_local_dag_sweep_blocks_dependants_of_a_failure_and_relaunch_runs_only_what_is_missing(
-        toy_root, isolated_runs):
+        toy_root, isolated_runs, capsys):
     (isolated_runs).mkdir(parents=True, exist_ok=True)
     (isolated_runs / "base_fails").write_text("")
     first = run_sweep("toy_dag", workers=2)
     assert first["n_stage_runs"] == 6 and len(base_runs(isolated_runs)) == 2
     assert sorted(run["state"] for run in first["runs"]) == ["blocked"] * 4
+    render_sweep(first)
+    shown = capsys.readouterr().out
+    assert shown.count("blocked") >= 4 and len([line for line in shown.splitlines()
+                                                if line.startswith("toy_base/") and " failed: " in line]) == 2
     status = sweep_status(Path(first["sweep_dir"]))
     assert status["stages"] == {"toy_base": "2 runs: 2 failed", "toy_top": "4 runs: 4 blocked"}
     assert all(run["error"].startswith("blocked: toy_base/") and run["error"].endswith(" failed")
