@@ -1,6 +1,8 @@
 """Stage ``evaluate``: one arm's held-out results: code NLL with and without thinking (the ELBO), sampled
 pass@k (and decision-greedy pass@1) in the sandbox with thought and truncation rates, and, when
-``eval.lookahead_probe`` > 0 on CodeWorld, what its thoughts say (prior-style against posterior-style q)."""
+``eval.lookahead_probe`` > 0 on CodeWorld, what its thoughts say (prior-style against posterior-style q). On
+CodeWorld-Plan, pass@k of the same held-out tasks with their steps given too (``pass@1/steps`` ...): the control
+that tells planning from typing."""
 
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from ra3lab.ra3.rollout import sample_thoughts
 from ra3lab.studies.midtraining import evaluate_arm
 from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
-from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, source_of
+from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, PlanSource, source_of
 
 KEYS = ["eval", "estep.max_thought_tokens"]
+CONTROL = "/steps"      # CodeWorld-Plan: the metrics of the same held-out tasks with their steps in the prompt
 
 
 def keys(config: DictConfig) -> list[str]:
@@ -63,6 +66,9 @@ def run(config: DictConfig, run) -> dict:
     with SandboxPool(workers=config.eval.workers) as pool:
         result = heldout_nll(model, codec, held, config.eval.elbo_samples, thought_tokens, seed=int(config.seed))
         result.update(evaluate_arm(model, tokenizer, tasks, pool, config, thought_tokens, suffix=suffix))
+        if isinstance(source, PlanSource):
+            result.update(evaluate_arm(model, tokenizer, source.control_tasks(), pool, config, thought_tokens,
+                                       suffix=CONTROL))
     if isinstance(source, CodeWorldSource):
         result.update(hindsight(model, codec, held, source.programs("heldout"), config))
     say("evaluate", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, pass@1 "

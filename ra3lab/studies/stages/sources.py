@@ -112,6 +112,12 @@ class PlanSource(CodeWorldSource):
         return {"pretrain": lambda: world.pretraining(size, seed), "midtrain": lambda: world.corpus(size, seed),
                 "heldout": lambda: world.sample(size, "heldout", seed)}[part]()
 
+    def control_tasks(self) -> list[dict]:
+        """The held-out tasks with their steps in the prompt (``spec=steps``): what a model writes when the plan is
+        given, so that a failure on the hidden-plan tasks reads as planning, not typing."""
+        world, seed = instantiate(self.config.env), int(self.config.seed) * 10 + DATA["heldout"][1]
+        return world.tasks(self.config.data.heldout, "heldout", seed, spec="steps")
+
 
 def as_corpus(programs: list[Program]) -> Corpus:
     """Comment-free programs as snippets: thoughts may go before body lines; truth = skill starts."""
