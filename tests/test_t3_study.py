@@ -134,7 +134,7 @@ def test_q_learning_stops_once_every_learner_reached_eps_and_changes_nothing_bef
     ("learner.budget=0", "learner.budget"),
     ("learner.eval_steps=0", "learner.eval_steps"),
     ("learner.episode_length=0", "learner.episode_length"),
-    ("second_env.near=40", "near"),
+    ("second_env.near=40", "second_env.near"),
 ])
 def test_bad_config_is_refused_naming_the_field(override, field):
     with pytest.raises(ConfigError) as error:

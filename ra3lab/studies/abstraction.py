@@ -35,7 +35,7 @@ from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.mdp.pruning import full_where_empty, prune, pruning_error, sample_expert_data
 from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import mean_ci
-from ra3lab.studies.common import generator, make_family
+from ra3lab.studies.common import generator, make_env
 
 VERDICTS = ("abstraction", "primitive", "not separated")
 DECISION_SLACK = 0.05   # extra decisions so that options cut short at a terminal still spend the budget
@@ -66,7 +66,7 @@ def validate(config: DictConfig) -> None:
               f"{config.env._target_} takes no n_actions: set vocab_sizes=null to run the env as configured")
         check(len(config.vocab_sizes) >= 1, "vocab_sizes", list(config.vocab_sizes), "name at least one |A| (or null)")
     for overrides in _family_overrides(config):
-        make_family(config.env, n_tasks=1, **overrides)
+        make_env(config.env, n_tasks=1, **overrides)
 
 
 def _family_overrides(config: DictConfig) -> list[dict]:
@@ -239,7 +239,7 @@ def regret_surface(config: DictConfig, family: OptionFamily, run) -> list[dict]:
 def run(config: DictConfig, run) -> dict:
     families = {}
     for overrides in _family_overrides(config):
-        family = make_family(config.env, **overrides)
+        family = make_env(config.env, **overrides)
         families[family.mdps.n_actions] = family
     points = granularity_points(config, families, run)
     headline = {"n_actions": max(families), "n": max(config.sample_sizes), "budget": max(config.rl_budgets)}

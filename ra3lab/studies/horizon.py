@@ -32,7 +32,7 @@ from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import loglog_slope, loglog_slope_within, spearman
-from ra3lab.studies.common import generator, make_family
+from ra3lab.studies.common import generator, make_env
 from ra3lab.theory.bounds import effective_horizon, gamma_bar_fixed, thm_3_6_iterations
 
 ENVS = ("env", "second_env")
@@ -57,7 +57,7 @@ def validate(config: DictConfig) -> None:
     for key in ENVS:
         check(OmegaConf.is_dict(config[key]) and "_target_" in config[key], key, config[key],
               f"pick a family from envs/ with {'env' if key == 'env' else 'envs@' + key}=<name>, e.g. annuity or chain")
-    names = [make_family(config[key], n_tasks=1, taus=[int(tau)], gamma=float(gamma)).name
+    names = [make_env(config[key], n_tasks=1, taus=[int(tau)], gamma=float(gamma)).name
              for key, tau, gamma in itertools.product(ENVS, config.taus, config.gammas)]
     check(names[0] != names[-1], "second_env", names[-1], f"must be another family than env ({names[0]})")
 
@@ -65,7 +65,7 @@ def validate(config: DictConfig) -> None:
 def measure(config: DictConfig, key: str, gamma: float, tau: int) -> dict:
     """One cell: the family ``config[key]`` with options of length tau at discount gamma, solved exactly
     (:func:`sweep_cell`) and learned (:func:`learn`)."""
-    family = make_family(config[key], taus=[tau], gamma=gamma)
+    family = make_env(config[key], taus=[tau], gamma=gamma)
     return ({"family": family.name, "tau": tau, "gamma": gamma,
              "gamma_bar_predicted": float(gamma_bar_fixed(gamma, tau))}
             | sweep_cell(family, float(config.eps)) | learn(config.learner, family, tau, 1000 * int(config.seed) + tau))

@@ -37,7 +37,7 @@ from ra3lab.mdp.pruning import (
 )
 from ra3lab.plots.style import figure, log_axes
 from ra3lab.stats import binomial_upper_bound, loglog_slope
-from ra3lab.studies.common import generator, make_family
+from ra3lab.studies.common import generator, make_env
 from ra3lab.theory.bounds import thm_3_5_samples_eps, thm_3_5_samples_full
 
 KNOBS = {"n_options": "|Z|", "n_eps": "|Z_eps|", "sigma": "σ"}
@@ -88,7 +88,7 @@ def validate(config: DictConfig) -> None:
           "every sigma must lie in (0, 1]")
     check(all(n >= 1 for n in config.vary.n_eps), "vary.n_eps", list(config.vary.n_eps), "every |Z_eps| must be >= 1")
     check(len(points(config)) >= 2, "vary", "fewer than 2 possible settings", "|Z| must leave room for the corridors")
-    make_family(config.env, n_tasks=1, **star_overrides(config, int(config.base.n_options), int(config.base.n_eps)))
+    make_env(config.env, n_tasks=1, **star_overrides(config, int(config.base.n_options), int(config.base.n_eps)))
 
 
 def star_overrides(config: DictConfig, n_options: int, n_eps: int) -> dict:
@@ -125,7 +125,7 @@ def settings(config: DictConfig) -> list[tuple]:
 def setting_target(env: DictConfig, overrides: tuple, eps: float, exact_max_options: int) -> tuple:
     """(family, Z_eps, whether Z_eps equals the family's needed options) of one setting; cached for the
     consecutive cells that share it."""
-    family = make_family(env, **dict(overrides))
+    family = make_env(env, **dict(overrides))
     target = z_eps(family.abstract, eps, exact_max_options=exact_max_options)
     needed = torch.zeros(len(family.options), dtype=torch.bool)
     needed[family.meta["needed_options"]] = True

@@ -20,7 +20,7 @@ from ra3lab.mdp.pruning import pruning_error
 from ra3lab.mdp.smdp import Options, option_models
 from ra3lab.plots.style import figure
 from ra3lab.stats import standard_error
-from ra3lab.studies.common import generator, make_family
+from ra3lab.studies.common import generator, make_env
 from ra3lab.theory.bounds import regret_decomposition
 
 
@@ -29,7 +29,7 @@ def validate(config: DictConfig) -> None:
     check(0 < config.keep_probability <= 1, "keep_probability", config.keep_probability, "must lie in (0, 1]")
     check(config.mc_episodes >= 0, "mc_episodes", config.mc_episodes, "must be >= 0")
     check(config.mc_horizon >= 1, "mc_horizon", config.mc_horizon, "must be >= 1")
-    make_family(config.env, n_tasks=1)
+    make_env(config.env, n_tasks=1)
 
 
 def sub_options(options: Options, kept: torch.Tensor) -> Options:
@@ -59,7 +59,7 @@ def monte_carlo_value(family, probs: torch.Tensor, task: int, episodes: int, hor
 
 def one_instance(config: DictConfig, index: int) -> dict:
     """Draw a family, a random Z_hat and a random stochastic policy over Z_hat; measure both sides."""
-    family = make_family(config.env, seed=int(config.seed) * 1000 + index)
+    family = make_env(config.env, seed=int(config.seed) * 1000 + index)
     rng = generator(int(config.seed) * 1000 + index)
     Z, S = len(family.options), family.mdps.n_states
     keep = torch.rand(Z, generator=rng) < config.keep_probability
