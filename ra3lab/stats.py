@@ -155,6 +155,15 @@ def binomial_upper_bound(successes, trials: int, confidence: float = 0.95):
     return np.where(successes < trials, stats.beta.ppf(confidence, successes + 1, fails), 1.0)[()]
 
 
+def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(share, low, high): ``successes`` of ``trials`` with its two-sided Wilson score interval (scipy's
+    ``binomtest(...).proportion_ci(method="wilson")``), which stays inside [0, 1] and is not empty at 0 or 1."""
+    check(trials >= 1, "trials", trials, "must be >= 1")
+    check(0 <= successes <= trials, "successes", successes, f"must lie in [0, {trials}]")
+    interval = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence, method="wilson")
+    return successes / trials, float(interval.low), float(interval.high)
+
+
 def spearman(x, y) -> dict:
     """Spearman rank correlation rho of x and y (1-d, one length, at least 3 points) and its two-sided p-value."""
     x, y = _points(x, y)

@@ -33,9 +33,10 @@ def passes(task: dict, body: list[str]) -> bool:
     return True
 
 
-def run(body: list[str], xs: list[int], k: int):
+def run(body: list[str], xs: list[int], k: int, library: str = ""):
+    """``f(xs, k)`` with ``body``, the DSL's macros (``library``) defined next to it."""
     namespace: dict = {}
-    exec("def f(xs, k):\n" + "\n".join(body) + "\n", namespace)  # noqa: S102 - generated programs
+    exec(library + "def f(xs, k):\n" + "\n".join(body) + "\n", namespace)  # noqa: S102 - generated programs
     return namespace["f"](list(xs), k)
 
 
@@ -112,43 +113,41 @@ def test_prompts_of_a_family_use_different_inputs(world, programs):
 def test_every_reference_body_passes_its_hidden_tests_in_the_sandbox(world, programs):
     from ra3lab.evaluation import SandboxPool
 
-    tasks = [p.task() for p in programs] + world.tasks(12, "heldout", seed=3, spec="goal")
+    tasks = [world.task(p) for p in programs] + world.tasks(12, "heldout", seed=3, spec="goal")
+    dsl = ["\n".join(world.dsl(p.skills)) + "\n" for p in programs]
     with SandboxPool(workers=1) as pool:
-        verdicts = pool.check(tasks, [task["canonical_solution"] for task in tasks])
-    assert [verdict.reason for verdict in verdicts] == ["passed"] * len(tasks)
+        verdicts = pool.check(tasks + tasks[:len(dsl)], [task["canonical_solution"] for task in tasks] + dsl)
+    assert [verdict.reason for verdict in verdicts] == ["passed"] * (len(tasks) + len(dsl))
 
 
 def test_programs_run_as_their_family_and_every_variant_passes(world):
     corpus = world.corpus(300, seed=0)
     for p in corpus:
-        task = p.task()
+        task = world.task(p)
         assert set(task) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
         assert 4 <= task["test"].count("assert candidate(") <= 6 and passes(task, p.body)
         assert len(set(map(repr, p.outputs))) > 1
-        assert p.run(*p.inputs[0]) == run(world.expand_dsl(world.dsl(p.skills)), *p.inputs[0])
+        assert p.run(*p.inputs[0]) == run(world.dsl(p.skills), *p.inputs[0], world.dsl_library)
         assert len(p.line_skill) == len(p.body) and len(p.boundaries) == len(p.skills)
 
 
-def test_the_dsl_expands_to_the_reference_body():
-    plain = CodeWorldPlan(seed=1, variants=1)
-    for p in plain.sample(24) + plain.sample(8, "heldout"):
-        dsl = plain.dsl(p.skills)
-        assert dsl == [f"    # {name}" for name in p.skills]
-        assert plain.expand_dsl(dsl) == p.body
-    styled = CodeWorldPlan(seed=1)
-    for p in styled.sample(24):
-        expanded = styled.expand_dsl(styled.dsl(p.skills))
-        assert len(expanded) == len(p.body) and expanded != p.body
-        assert all(line in line_variants(reference) for line, reference in zip(p.body, expanded, strict=True))
-        assert passes(p.task(), expanded)
-    assert plain.expand_dsl(["    # no_such_skill", "    return 0"]) == ["    # no_such_skill", "    return 0"]
-    first = plain.plans[0][0]
-    assert plain.expand_dsl([f"    # {first}", "    return 1"])[-1] == "    return 1"
+def test_a_dsl_body_is_one_call_per_skill_and_passes_what_its_plans_code_passes():
+    world = CodeWorldPlan(seed=1)
+    for p in world.sample(24) + world.sample(8, "heldout"):
+        dsl = world.dsl(p.skills)
+        assert [line.split("skill_")[1].split("(")[0] for line in dsl if "skill_" in line] == list(p.skills)
+        assert len(dsl) <= len(p.skills) + 1 < len(p.body)
+        task = world.task(p)
+        assert passes(task, dsl) and passes(task, p.body)
+        others = [name for name in world.skills if name != p.skills[-1] and name not in p.skills[-2:-1]]
+        passing = [other for other in others if passes(task, world.dsl((*p.skills[:-1], other)))]
+        assert len(passing) <= len(others) // 2, passing  # another last step fails the tests, mostly
+    assert world.tasks(3, "heldout", seed=1, spec="steps")[0]["test"].startswith(world.dsl_library)
 
 
 def test_families_need_every_step_and_behave_differently(world):
     def outputs(plan):
-        return [repr(run(world.expand_dsl(world.dsl(plan)), xs, k)) for xs, k in PROBES]
+        return [repr(run(world.dsl(plan), xs, k, world.dsl_library)) for xs, k in PROBES]
 
     behaviours = [outputs(plan) for plan in world.plans]
     assert len(set(map(tuple, behaviours))) == len(world.plans) == world.n_families
@@ -284,3 +283,19 @@ def test_yaml_holds_the_defaults():
     world = instantiate(OmegaConf.load(ENVS_DIR / "codeworld_plan.yaml"))
     assert isinstance(world, CodeWorldPlan)
     assert vars(world) == vars(CodeWorldPlan())
+
+
+def test_a_body_parses_into_the_plan_it_writes_and_an_incoherent_one_into_none(world):
+    for p in world.sample(30) + world.sample(10, "heldout") + world.pretraining(20, seed=4):
+        assert world.parse(p.body) == p.skills
+        assert world.parse(p.oracle_lines(docstring=False)[1:]) == p.skills        # thoughts are skipped
+    p = world.sample(1)[0]
+    assert world.parse(p.body[:-1]) is None or world.parse(p.body[:-1]) != p.skills   # a line short
+    assert world.parse([*p.body[:1], "    xs = xs[::-1]", *p.body[1:]]) is None       # a line of no skill
+    assert world.parse([]) is None
+
+
+def test_a_dsl_body_parses_into_its_plan_too(world):
+    for p in world.sample(20) + world.sample(6, "heldout"):
+        assert world.parse(world.dsl(p.skills)) == p.skills
+    assert world.parse(["    xs = skill_no_such_skill(xs, k)", "    return xs"]) is None

@@ -55,9 +55,9 @@ def test_plot_theory_and_the_demo_write_byte_identical_theory_figures(tmp_path, 
     _, err = plot.communicate(timeout=300)
     assert plot.returncode == 0, err
     for suffix in ("pdf", "png"):
-        by_plot, by_demo = (tmp_path / name / f"theory_vs_practice.{suffix}" for name in ("plot", "demo"))
+        by_plot, by_demo = (tmp_path / name / f"theory.{suffix}" for name in ("plot", "demo"))
         assert by_plot.read_bytes() == by_demo.read_bytes(), suffix
-    assert b"CreationDate" not in (tmp_path / "plot" / "theory_vs_practice.pdf").read_bytes()
+    assert b"CreationDate" not in (tmp_path / "plot" / "theory.pdf").read_bytes()
 
 
 def test_a_study_draws_the_same_figure_from_its_own_command_and_inside_the_demo(tmp_path, isolated_runs):

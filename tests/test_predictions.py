@@ -39,3 +39,26 @@ def test_predictions_read_no_file_so_no_measurement(world, monkeypatch):
 
     monkeypatch.setattr(builtins, "open", refuse)
     assert predictions.pruning(world, corpus)["corpus_programs"] == 16
+
+
+def test_steps_to_first_success_fall_with_p0_and_the_rollouts_of_a_step():
+    assert predictions.steps_to_first_success(1 / 16, 8, 4) == pytest.approx(0.5)
+    assert predictions.steps_to_first_success(1 / 196, 8, 4) == pytest.approx(196 / 32)
+    assert predictions.steps_to_first_success(0.0, 8, 4) == float("inf")
+    lock = predictions.lock_in(12.0, 1 / 16, 8, 4)
+    assert lock == pytest.approx(11.5)
+    assert predictions.steps_to_first_success(1 / 196, 8, 4) + lock > 12.0   # a lower start predicts more steps
+
+
+@pytest.mark.parametrize(("predicted", "low", "high", "rival", "expected"), [
+    (0.06, 0.04, 0.09, 0.005, "holds"),            # inside, the rival outside
+    (0.06, 0.10, 0.30, 0.005, "contradicted"),     # the measurement lies above
+    (0.06, 0.00, 0.02, 0.005, "contradicted"),     # ... and below
+    (0.06, 0.00, 0.08, 0.005, "undecided"),        # both inside: not told apart at this power
+    (8.0, 4.0, float("inf"), None, "undecided"),   # censored above the prediction
+    (2.0, 4.0, float("inf"), None, "contradicted"),  # censored, but surely slower than predicted
+    (float("inf"), 4.0, 12.0, None, "contradicted"),  # predicted never, reached
+    (8.0, float("nan"), 12.0, None, "undecided"),
+])
+def test_a_verdict_comes_out_each_way(predicted, low, high, rival, expected):
+    assert predictions.verdict(predicted, low, high, rival) == expected

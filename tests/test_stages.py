@@ -131,6 +131,11 @@ def test_codeworld_plan_feeds_the_same_stages_its_families():
     top = plan("rlvr", config)
     codeworld = plan("rlvr", compose_experiment("rlvr", ["arm=ntp"]))
     assert top.upstream["model"].upstream["base"].id != codeworld.upstream["model"].upstream["base"].id
+    # the base model does not read the mid-training corpus: a sweep over |D_E| pre-trains it once
+    bigger = plan("rlvr", OmegaConf.merge(config, {"data": {"midtrain": 40}}))
+    assert bigger.upstream["model"].upstream["base"].id == top.upstream["model"].upstream["base"].id
+    assert bigger.upstream["model"].id != top.upstream["model"].id
+    assert world.dsl_library in source.tasks()[0][0]["test"]                  # a DSL body runs as its plan's code
 
 
 def test_a_named_model_becomes_the_base_stage_as_a_pinned_copy(tmp_path, isolated_runs):

@@ -15,6 +15,7 @@ from ra3lab import stats as ra3lab_stats
 from ra3lab.errors import ConfigError
 from ra3lab.stats import (
     area_under_curve,
+    binomial_ci,
     binomial_upper_bound,
     curve_bands,
     interval_se,
@@ -301,3 +302,14 @@ def _imports_scipy_stats(node: ast.AST) -> bool:
         return any(alias.name.startswith("scipy.stats") for alias in node.names)
     return isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scipy") and (
         node.module.startswith("scipy.stats") or any(alias.name == "stats" for alias in node.names))
+
+
+def test_the_binomial_interval_is_wilsons_and_never_empty_at_the_ends():
+    z2 = stats.norm.ppf(0.975) ** 2
+    share, low, high = binomial_ci(0, 256)
+    assert (share, low) == (0.0, 0.0) and high == pytest.approx(z2 / (256 + z2))        # Wilson's upper bound at 0
+    share, low, high = binomial_ci(10, 20)
+    assert share == 0.5 and low == pytest.approx(1 - high) and low < 0.5 < high           # symmetric at one half
+    assert binomial_ci(20, 20)[2] == pytest.approx(1.0)
+    with pytest.raises(ConfigError):
+        binomial_ci(21, 20)

@@ -186,3 +186,25 @@ def test_bench_pipeline_computes_each_upstream_once_with_the_same_curves_as_one_
     assert report["ours_cpu_s"] > 0 and report["peer_cpu_s"] > 0
     assert report["compute_ratio"] == report["ours_cpu_s"] / report["peer_cpu_s"]
     assert report["meets_target"] == (report["compute_ratio"] <= 0.5)
+
+
+def test_a_codeworld_plan_sweep_runs_stage_by_stage_and_draws_theory_next_to_practice(sweeps, capsys, tmp_path):
+    """The pruning sweep's shape at a tiny scale: |D_E| in {8, 16}, NTP only, one RLVR seed: the base with its arm,
+    evaluation and RLVR (which no cell's corpus changes, so both cells share them), per cell NTP's mid-training,
+    evaluation and RLVR, and the study."""
+    from tests.test_codeworld_plan_study import PLAN
+
+    fixed = [o for o in PLAN if not o.startswith(("references", "seeds", "cs", "data.midtrain"))]
+    sweeps("plan", [*fixed, "references=[ntp]", "cs=[]", "seeds=[0]"], ["data.midtrain=8,16"])
+    sweep_file = Path(os.environ["RA3LAB_ROOT"]) / "sweeps" / "plan.yaml"
+    sweep_file.write_text(sweep_file.read_text().replace("t1_regret_decomposition", "codeworld_plan"))
+    assert main(["sweep", "plan", "--launcher", "slurm", "--profile", "localhost", "--timeout", "600", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["failures"] == [] and summary["line"] == "2 runs: 2 done"
+    stages = [json.loads(line) for line in (Path(summary["sweep_dir"]) / "stages.jsonl").read_text().splitlines()]
+    counts = {name: sum(s["experiment"] == name for s in stages)
+              for name in ("pretrain", "midtrain", "evaluate", "rlvr", "codeworld_plan")}
+    assert counts == {"pretrain": 1, "midtrain": 3, "evaluate": 3, "rlvr": 3, "codeworld_plan": 2}
+    assert main(["plot", "plan", summary["sweep_dir"], "--out", str(tmp_path / "figures"), "--json"]) == 0
+    drawn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert drawn["panels"] == 2 and all(Path(path).exists() for path in drawn["figures"])   # P0 and S* of NTP

@@ -12,7 +12,8 @@ those, so that the mid-training corpus (comment-free programs of the train famil
 Families never share a behaviour on fixed probe inputs, and no family is constant there, leaves the number range,
 or behaves as a part of its plan (some of its steps, in order: reverse, square, reverse is square): every step
 matters. A skill's constant is fixed per world, so its name alone fixes its code: the skill DSL writes a body as
-one ``# <skill>`` line per step, and ``expand_dsl`` writes the code back.
+one call per step (``xs = skill_<name>(xs, k)``), a pure skill-level policy, and every task's test code defines
+those macros (``dsl_library``), so that a DSL body passes the tests its plan's code passes.
 
 Theory: n_skills = |Z|, family_skills = |Z_eps|, skills_per_program = H (decisions per episode at skill level),
 lines_per_skill = tau (template lines per skill; about H x tau primitive decisions), ambiguity = how long an
@@ -24,6 +25,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Sequence
+from functools import cached_property
 
 import numpy as np
 
@@ -37,6 +39,7 @@ MAX_EXAMPLES = 8
 EXAMPLE_LENGTH = 3  # shortest list an example shows
 RESTARTS = 20  # draws of the family skills before n_families is declared out of reach
 RETURN_LIST = f"{INDENT}return xs"
+DSL_PREFIX = "skill_"  # a DSL line calls skill_<name>: no skill shadows a builtin (sum, max ...)
 _ADJECTIVES = ("amber", "brisk", "coral", "dusky", "ember", "frosty", "gusty", "hazel", "ivory", "jolly", "lunar",
                "misty")
 _NOUNS = ("badge", "cipher", "digest", "emblem", "glyph", "motif", "riddle", "sigil", "token", "totem", "vessel",
@@ -90,6 +93,8 @@ class CodeWorldPlan:
     heldout_fraction: in [0, 1), the share of families kept for split "heldout"; one train family at least.
     max_lines: the longest body the generation budget allows; H x max(lines_per_skill) + 1 must fit.
     comment_fraction: in [0, 1], the share of skill instances with their intent comment in ``pretraining``.
+    dsl_fraction: in [0, 1], the share of a base model's corpus written in the skill DSL (the pipeline renders
+        them: :class:`~ra3lab.studies.stages.sources.PlanSource`), so that the base knows the macros too.
     seed: picks Z (as CodeWorld's seed does), the constants, the families, Z_eps and the goals; ``sample`` takes
         its own seed.
     """
@@ -97,7 +102,7 @@ class CodeWorldPlan:
     def __init__(self, n_skills: int = 14, family_skills: int = 4, skills_per_program: int = 3,
                  lines_per_skill: int | Sequence[int] = (2, 6), ambiguity: float = 1.0, variants: int = 3,
                  spec: str = "io", n_families: int = 8, examples: int = 3, heldout_fraction: float = 0.25,
-                 max_lines: int = 32, comment_fraction: float = 0.2, seed: int = 0):
+                 max_lines: int = 32, comment_fraction: float = 0.2, dsl_fraction: float = 0.2, seed: int = 0):
         check_choice("spec", spec, SPECS)
         self.spec = spec
         self.skills_per_program = H = _integer("skills_per_program", skills_per_program, 1)
@@ -107,6 +112,7 @@ class CodeWorldPlan:
         self.examples = _integer("examples", examples, 1, MAX_EXAMPLES)
         self.max_lines = _integer("max_lines", max_lines, 1)
         self.comment_fraction = checked_fraction("comment_fraction", comment_fraction, "must lie in [0, 1]")
+        self.dsl_fraction = checked_fraction("dsl_fraction", dsl_fraction, "must lie in [0, 1]")
         self.heldout_fraction = checked_fraction("heldout_fraction", heldout_fraction, "must lie in [0, 1)",
                                                  upper_open=True)
         n_train = n_families - round(self.heldout_fraction * n_families)
@@ -170,8 +176,13 @@ class CodeWorldPlan:
         return self._programs(n, "train", f"corpus/{seed}", None)
 
     def tasks(self, n: int, split: str = "train", seed: int = 0, spec: str | None = None) -> list[dict[str, str]]:
-        """``sample(n, split, seed, spec)`` as HumanEval-format task dicts."""
-        return [program.task() for program in self.sample(n, split, seed, spec)]
+        """``sample(n, split, seed, spec)`` as HumanEval-format task dicts, their tests carrying the DSL's macros."""
+        return [self.task(program) for program in self.sample(n, split, seed, spec)]
+
+    def task(self, program: Program) -> dict[str, str]:
+        """One program as a HumanEval-format task whose test code defines the DSL's macros (``dsl_library``): code
+        and DSL bodies pass the same tests."""
+        return program.task(preamble=self.dsl_library)
 
     def skill_counts(self, programs: Sequence[Program]) -> np.ndarray:
         """(len(programs), n_skills) int64: how often each skill in use (``skills`` order) occurs per program."""
@@ -186,26 +197,58 @@ class CodeWorldPlan:
 
     @staticmethod
     def dsl(plan: Sequence[str]) -> list[str]:
-        """The skill-DSL body of a plan: one ``# <skill>`` line per step, indented as a body line."""
-        return [f"{INDENT}# {name}" for name in plan]
+        """The skill-DSL body of a plan: one call ``xs = skill_<name>(xs, k)`` per step (a final reducer's call is
+        returned), then ``return xs`` after a final list skill. Every line is one skill-level decision."""
+        calls = [f"{INDENT}xs = {DSL_PREFIX}{name}(xs, k)" for name in plan]
+        if SKILLS[plan[-1]].reduces:
+            return [*calls[:-1], f"{INDENT}return {DSL_PREFIX}{plan[-1]}(xs, k)"]
+        return [*calls, RETURN_LIST]
 
-    def expand_dsl(self, lines: Sequence[str]) -> list[str]:
-        """Body lines from a DSL body: each ``# <skill>`` line of a skill in use becomes its lines (first
-        rendering), other lines stay as they are; ``return xs`` follows a final list skill."""
-        names = [self._macro(line) for line in lines]
-        body = [code for line, name in zip(lines, names, strict=True)
-                for code in (SKILLS[name].render(self.var[name], self.constants.get(name)) if name else [line])]
-        last = names[-1] if names else None
-        return body + [RETURN_LIST] if last and not SKILLS[last].reduces else body
+    @cached_property
+    def dsl_library(self) -> str:
+        """Python source of the macros a DSL body calls: ``skill_<name>(xs, k)`` for every skill in use, its lines
+        in their first rendering with this world's constant. Every task's test code carries it, so that a DSL body
+        runs as its plan's code does."""
+        blocks = [[f"def {DSL_PREFIX}{name}(xs, k):", *SKILLS[name].render(self.var[name], self.constants.get(name)),
+                   *([] if SKILLS[name].reduces else [RETURN_LIST])] for name in self.skills]
+        return "\n".join(line for block in blocks for line in block) + "\n"
 
-    def _macro(self, line: str) -> str | None:
-        text = line.strip()
-        return text[2:] if text.startswith("# ") and text[2:] in self.var else None
+    @cached_property
+    def _renderings(self) -> list[tuple[str, list[frozenset[str]]]]:
+        """(skill, per line the lines a body may write there): each skill in use as code (``variants`` renderings
+        per template line) and as its DSL call."""
+        code = [(name, [frozenset(line_variants(line)[: self.variants])
+                        for line in SKILLS[name].render(self.var[name], self.constants.get(name))])
+                for name in self.skills]
+        calls = [(name, [frozenset(f"{INDENT}{start} {DSL_PREFIX}{name}(xs, k)" for start in ("xs =", "return"))])
+                 for name in self.skills]
+        return code + calls
+
+    def parse(self, body: Sequence[str]) -> tuple[str, ...] | None:
+        """The plan a body writes: the skills in use whose renderings (code or DSL calls), one after another, make up
+        its lines (blank and comment lines skipped; ``return xs`` after a final list skill), or None where no
+        sequence of skills does (an incoherent body). Of several parses, the one with the fewest skills."""
+        lines = [line.rstrip() for line in body if line.strip() and not line.strip().startswith("#")]
+        best: dict[int, tuple[str, ...]] = {0: ()}
+        for start in range(len(lines)):
+            if start not in best:
+                continue
+            for name, rendering in self._renderings:
+                end = start + len(rendering)
+                if all(line in choices for line, choices in zip(lines[start:end], rendering)) and end <= len(lines):
+                    plan = (*best[start], name)
+                    if end not in best or len(plan) < len(best[end]):
+                        best[end] = plan
+        returns = bool(lines) and lines[-1].lstrip().startswith("return ")      # the last step returns its value
+        done = [plan for end, plan in best.items() if plan and (
+            (end == len(lines) and (SKILLS[plan[-1]].reduces or returns and DSL_PREFIX in lines[-1])) or
+            (end == len(lines) - 1 and lines[-1] == RETURN_LIST))]
+        return min(done, key=len) if done else None
 
     def _function(self, plan: Sequence[str]) -> Callable[[list[int], int], Output]:
         """The plan's reference function ``f(xs, k)``, compiled from its DSL expansion."""
         namespace: dict = {}
-        source = "\n".join(["def f(xs, k):", *self.expand_dsl(self.dsl(plan))]) + "\n"
+        source = self.dsl_library + "\n".join(["def f(xs, k):", *self.dsl(plan)]) + "\n"
         exec(compile(source, "|".join(plan), "exec"), namespace)  # noqa: S102 - generated here
         return namespace["f"]
 

@@ -67,15 +67,16 @@ class Program:
         """``lines(comments, docstring)`` as one string ending in a newline."""
         return "\n".join(self.lines(comments, docstring)) + "\n"
 
-    def task(self) -> dict[str, str]:
-        """The program as a HumanEval-format task: the model writes the body from the prompt."""
+    def task(self, preamble: str = "") -> dict[str, str]:
+        """The program as a HumanEval-format task: the model writes the body from the prompt. ``preamble``: source
+        the test code defines first (it runs after the body is defined, before the body is called)."""
         asserts = [f"{INDENT}assert candidate({xs!r}, {k!r}) == {out!r}"
                    for (xs, k), out in zip(self.inputs, self.outputs, strict=True)]
         return {
             "task_id": self.task_id,
             "prompt": "\n".join(self.header) + "\n",
             "canonical_solution": "\n".join(self.body) + "\n",
-            "test": "\n".join(["def check(candidate):", *asserts]) + "\n",
+            "test": preamble + "\n".join(["def check(candidate):", *asserts]) + "\n",
             "entry_point": self.name,
         }
 

@@ -95,7 +95,7 @@ def thinking(codec: LineCodec, text: str) -> Thinking:
 @dataclass
 class Evaluation:
     """Arrays[tasks, samples] of one evaluation: ``passed``, ``truncated``, ``thoughts``, ``code_lines``,
-    ``thought_tokens``; ``budgets``: int[tasks]; ``ks``: the k of pass@k."""
+    ``thought_tokens``, ``texts`` (the completions, str); ``budgets``: int[tasks]; ``ks``: the k of pass@k."""
 
     passed: np.ndarray
     truncated: np.ndarray
@@ -104,6 +104,7 @@ class Evaluation:
     thought_tokens: np.ndarray
     budgets: np.ndarray
     ks: tuple[int, ...]
+    texts: np.ndarray
 
     def summary(self) -> dict[str, float | None]:
         """``pass@<k>``, ``thought_rate``, ``thought_length``, ``truncation_rate``, ``thinking_fraction`` (share of
@@ -151,4 +152,5 @@ def evaluate(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: Eva
 
     return Evaluation(grid([v.passed for v in verdicts]), grid([c.truncated for c in completions]),
                       grid([w.thoughts for w in ways]), grid([w.code_lines for w in ways]),
-                      grid([w.thought_tokens for w in ways]), budgets, config.ks)
+                      grid([w.thought_tokens for w in ways]), budgets, config.ks,
+                      np.array([c.text for c in completions], dtype=object).reshape(shape))

@@ -2,9 +2,11 @@
 
 - ``convergence``: RLVR curves (a ``curves.csv`` of ``init, seed, task_set, step, value``, or a sweep's rlvr
   runs) as IQM curves with bootstrap bands, plus the convergence table in Markdown and LaTeX;
-- ``theory``: theory next to practice from the theory experiments' and the CodeWorld study's
-  summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
+- ``theory``: the theorems' measurements next to their predictions from the theory experiments' and the CodeWorld
+  study's summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
   tau, and RA3's thought rate against the penalty c;
+- ``plan`` (``theory_vs_practice``): the pruning predictions (P0, S*) against RLVR on CodeWorld-Plan, from one
+  codeworld_plan run or a sweep of them over |D_E| x |Z_eps|;
 - ``heatmap``: one value of a sweep's runs (a summary column, or a measure of each run's RLVR curve) over two
   swept keys, each cell the IQM over the other keys (seeds) with a 95% bootstrap interval, and its table.
 """
@@ -15,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ra3lab.errors import check
@@ -110,8 +113,75 @@ def theory_items(runs: Path) -> list[dict]:
 
 
 def theory(runs: Path, out: Path) -> dict:
-    figures = style.save(theory_figure(theory_items(runs)), out, "theory_vs_practice")
+    figures = style.save(theory_figure(theory_items(runs)), out, "theory")
     return {"figures": [str(p) for p in figures]}
+
+
+def plan_items(sweep_dir: Path, arms: tuple[str, ...] = ("ntp", "dsl")) -> list[dict]:
+    """Panels of a sweep of ``codeworld_plan`` studies over the corpus size |D_E| (``data.midtrain``) and the
+    family skills |Z_eps| (``env.family_skills``): per |Z_eps| and arm, P0 and S* (absolute threshold) against
+    |D_E|, measured with its interval next to the prediction. S*'s lock-in constant is fitted once, on NTP over
+    every cell (the median of its measured S* less 1 / (P0 G B) where reached), so that NTP's cells test the form
+    too."""
+    from ra3lab.studies.predictions import steps_to_first_success
+    from ra3lab.sweep.status import read_manifest, run_path
+
+    cells = []
+    for entry in read_manifest(sweep_dir):
+        path = run_path(sweep_dir, entry) / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        if "P0" in summary and "data.midtrain" in entry["params"]:
+            cells.append((int(entry["params"]["data.midtrain"]), int(summary["world"]["Z_eps"]), summary))
+    check(bool(cells), "source", str(sweep_dir), "no finished codeworld_plan study over data.midtrain in this "
+          "sweep yet: launch `ra3lab sweep codeworld_plan_pruning` first")
+    ntp = [s["steps_to_threshold"]["absolute"]["ntp"]["point"] for _, _, s in cells]
+    offsets = [steps - steps_to_first_success(s["P0"]["ntp"]["predicted"], s["rollouts_per_step"], 1)
+               for steps, (_, _, s) in zip(ntp, cells) if steps is not None]
+    lock = float(np.median(offsets)) if offsets else float("nan")
+    items = []
+    for z_eps in sorted({z for _, z, _ in cells}):
+        rows = sorted((size, s) for size, z, s in cells if z == z_eps)
+        sizes = [size for size, _ in rows]
+        for arm in arms:
+            if not all(arm in s["P0"] for _, s in rows):
+                continue
+            p0 = [s["P0"][arm] for _, s in rows]
+            items.append({"name": f"P0, {arm}, |Z_eps|={z_eps}", "x": sizes, "xlabel": "|D_E|", "xscale": "log",
+                          "measured": [r["measured"] for r in p0], "low": [r["low"] for r in p0],
+                          "high": [r["high"] for r in p0], "ylabel": "pass@1 before RL",
+                          "predicted": {"|Z_hat|^-H": [r["predicted"] for r in p0]}})
+            reached = [s["steps_to_threshold"]["absolute"][arm] for _, s in rows]
+            budget = max(s["rlvr_steps"] for _, s in rows)
+            items.append({"name": f"S*, {arm}, |Z_eps|={z_eps}", "x": sizes, "xlabel": "|D_E|", "xscale": "log",
+                          "measured": [_clip(r["point"], budget) for r in reached],
+                          "low": [_clip(r["low"], budget) for r in reached],
+                          "high": [_clip(r["high"], budget) for r in reached], "ylabel": "RLVR steps to threshold",
+                          "predicted": {"1/(P0 G B) + L": [
+                              _clip(steps_to_first_success(r["predicted"], s["rollouts_per_step"], 1) + lock, budget)
+                              for r, (_, s) in zip(p0, rows)]}})
+    return items
+
+
+def _clip(steps: float | None, budget: int) -> float:
+    """Steps to threshold for a figure: never reached (None, inf) is drawn at the budget."""
+    return float(budget) if steps is None or not np.isfinite(steps) else min(float(steps), float(budget))
+
+
+def plan(source: Path, out: Path) -> dict:
+    """``theory_vs_practice``: the pruning predictions against the measurements of one codeworld_plan run (P0 and
+    S* per arm) or of a sweep of them (:func:`plan_items`)."""
+    from ra3lab.studies.codeworld_plan import panels
+
+    if (source / "manifest.jsonl").exists():
+        items = plan_items(source)
+    else:
+        path = source / "summary.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        check("P0" in summary, "source", str(source), "give a finished codeworld_plan run directory or a sweep of "
+              "codeworld_plan (`ra3lab run codeworld_plan --quick`)")
+        items = panels(summary, summary["rlvr_steps"])
+    figures = style.save(theory_figure(items, ncols=min(len(items), 4), height=2.0), out, "theory_vs_practice")
+    return {"figures": [str(p) for p in figures], "panels": len(items)}
 
 
 def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: float | None = None,

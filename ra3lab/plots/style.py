@@ -43,6 +43,7 @@ ARMS = {
     "bolt": ("BoLT", "#56B4E9"),
     "oracle": ("Oracle", "#009E73"),
     "random": ("Random", "#CC79A7"),
+    "dsl": ("Skill DSL", "#882255"),
     "measured": ("measured", "#222222"),
     "predicted": ("predicted", "#0072B2"),
 }
@@ -66,6 +67,8 @@ def label(name: str) -> str:
     c = penalty(str(name).lower())
     if c is not None:
         return f"RA3 (c={c:g})"
+    if str(name).startswith("teacher_s"):
+        return f"Teacher (s={str(name).removeprefix('teacher_s')})"
     known = ARMS.get(str(name).lower())
     return known[0] if known else str(name)
 

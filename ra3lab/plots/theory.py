@@ -9,7 +9,7 @@ import numpy as np
 from ra3lab.errors import ConfigError, check
 from ra3lab.plots.style import FULL, OTHER, color, figure, plain_log
 
-KEYS = ("name", "measured", "predicted", "low", "high", "x", "xlabel", "ylabel", "xscale", "yscale")
+KEYS = ("name", "measured", "predicted", "low", "high", "x", "categories", "xlabel", "ylabel", "xscale", "yscale")
 
 
 def theory_figure(items: list[dict], ncols: int | None = None, width: float = FULL, height: float = 2.0):
@@ -24,10 +24,12 @@ def theory_figure(items: list[dict], ncols: int | None = None, width: float = FU
 def theory_panel(ax, item: dict, field: str = "item") -> None:
     """Draw ``item`` on ``ax``. Keys: ``name`` (the title), ``measured`` (a float or values[n]), ``predicted``
     (the same, or {form: such values} for several forms of a prediction), optionally ``low``/``high`` (the
-    interval of ``measured``, same shape), ``x`` (values[n]), ``xlabel``, ``ylabel``, ``xscale``/``yscale``.
+    interval of ``measured``, same shape), ``x`` (values[n]) or ``categories`` (names[n], e.g. arms), ``xlabel``,
+    ``ylabel``, ``xscale``/``yscale``.
 
     A single measured value without ``x`` is a dot with its interval beside each predicted value (a hollow
-    diamond, with a dotted level across); otherwise measured is a line with error bars, each prediction dashed.
+    diamond, with a dotted level across); with ``categories``, a dot with its interval per category and a hollow
+    diamond per prediction; otherwise measured is a line with error bars, each prediction dashed.
     """
     check(isinstance(item, dict), field, item, "must be a dict with name, measured, predicted")
     for key, value in item.items():
@@ -47,7 +49,17 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
     if "low" in item:
         low, high = (_values(item[key], f"{field}.{key}", n) for key in ("low", "high"))
         error = np.abs(np.stack([measured - low, high - measured]))
-    if n == 1 and "x" not in item:
+    if "categories" in item:
+        names = list(item["categories"])
+        check(len(names) == n, f"{field}.categories", names, f"need one name per measured value ({n})")
+        ax.errorbar(np.arange(n), measured, yerr=error, fmt="o", color=color("measured"), capsize=3, label="measured")
+        for form, values in predicted.items():
+            ax.plot(np.arange(n), np.broadcast_to(values, (n,)), "D", mfc="none", color=tint[form], label=form)
+        ax.set_xticks(range(n), names, rotation=20, ha="right")
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.grid(False, axis="x")
+        ax.legend()
+    elif n == 1 and "x" not in item:
         ax.errorbar([0], measured, yerr=error, fmt="o", color=color("measured"), capsize=3)
         for position, (form, values) in enumerate(predicted.items(), 1):
             ax.axhline(values[0], color=tint[form], linestyle=":", linewidth=0.8)

@@ -20,34 +20,34 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ra3lab.codeworld import Program
-from ra3lab.errors import check, check_choice
+from ra3lab.errors import check
 from ra3lab.evaluation.solve import TRUNCATION_LIMIT
 from ra3lab.plots.style import figure
 from ra3lab.ra3 import em
 from ra3lab.ra3.arms import INFUSE0, Arm
 from ra3lab.ra3.metrics import boundary_scores
 from ra3lab.stages import upstream_dir
+from ra3lab.studies.common import make_env
 from ra3lab.studies.midtraining import arms_of, log_estep_curves, ra3_placements, validate_method
 from ra3lab.studies.stages import arm_rows, arm_stages
-from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, as_corpus
-
-REFERENCES = ("ntp", "oracle", "infuse0", "random")
+from ra3lab.studies.stages.sources import HEADER, CodeWorldSource, as_corpus, offers, reference_choices, source_of
 
 
 def validate_pipeline(config: DictConfig) -> None:
     """The keys every CodeWorld pipeline stage shares (data sizes, references, the E-step, evaluation, env)."""
     for key in ("pretrain", "midtrain", "heldout"):
         check(config.data[key] >= 4, f"data.{key}", config.data[key], "need at least 4 programs")
+    source = source_of(config)
     for arm in config.references:
-        check_choice("references", arm, REFERENCES)
+        check(arm == "infuse0" or offers(source, arm), "references", arm,
+              f"choose one of {reference_choices(source)}, infuse0")
     check(isinstance(config.eval.lookahead_probe, int) and config.eval.lookahead_probe >= 0, "eval.lookahead_probe",
           config.eval.lookahead_probe, "must be an integer >= 0 (0: no prior/posterior probe)")
     validate_method(config)
-    instantiate(config.env)
+    make_env(config.env)
 
 
 def validate(config: DictConfig) -> None:

@@ -15,6 +15,7 @@ rates, and optionally decision-greedy pass@1 under ``decision_greedy_``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 
 from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, SandboxPool, evaluate
+from ra3lab.evaluation.solve import Evaluation
 from ra3lab.lm import LineCodec, build_model, load_model
 from ra3lab.log import say
 from ra3lab.ra3 import em
@@ -53,11 +55,13 @@ def eval_config(config: DictConfig, thought_tokens: int, decoding: str | None = 
 
 
 def evaluate_arm(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig, thought_tokens: int,
-                 suffix: str = "") -> dict:
+                 suffix: str = "", describe: Callable[[Evaluation], dict] | None = None) -> dict:
     """The arm's pass@k and how it thought and truncated (:meth:`Evaluation.summary` keys, ``<key><suffix>``),
-    with eval.decoding; then, when eval.decision_greedy, the same under ``decision_greedy_<key><suffix>``."""
-    result = {f"{key}{suffix}": value for key, value in
-              evaluate(model, tokenizer, tasks, pool, eval_config(config, thought_tokens)).summary().items()}
+    with eval.decoding, and what ``describe`` reads off its samples; then, when eval.decision_greedy, the same
+    pass@k under ``decision_greedy_<key><suffix>``."""
+    evaluation = evaluate(model, tokenizer, tasks, pool, eval_config(config, thought_tokens))
+    described = describe(evaluation) if describe else {}
+    result = {f"{key}{suffix}": value for key, value in {**evaluation.summary(), **described}.items()}
     if config.eval.decision_greedy:
         greedy = evaluate(model, tokenizer, tasks, pool,
                           eval_config(config, thought_tokens, "decision_greedy")).summary()

@@ -9,6 +9,7 @@ step of the plan is kept (else 0): the predicted initial success P0, against ``|
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,3 +44,30 @@ def pruning(world: CodeWorldPlan, corpus: Sequence[Program], rule: str = "observ
             "Z_hat_size": len(kept), "Z": world.n_skills, "Z_eps": world.family_skills, "H": world.skills_per_program,
             "sigma": world.sigma(corpus) if corpus else 0.0,
             "P0_pruned": initial_success(world, kept), "P0_unpruned": initial_success(world, world.skills)}
+
+
+def steps_to_first_success(p0: float, group_size: int, prompts_per_step: int) -> float:
+    """1 / (P0 x G x B): the RLVR steps until the first rollout that passes, in expectation, when each of the
+    G x B rollouts of a step passes with probability P0 (inf for P0 = 0). The exploration term of S*."""
+    rollouts = p0 * group_size * prompts_per_step
+    return 1.0 / rollouts if rollouts > 0 else math.inf
+
+
+def lock_in(measured_steps: float, p0: float, group_size: int, prompts_per_step: int) -> float:
+    """The lock-in constant fitted on one arm (NTP): its measured steps to threshold less its exploration term;
+    what RL spends after the first success before the pass rate reaches the threshold."""
+    return measured_steps - steps_to_first_success(p0, group_size, prompts_per_step)
+
+
+def verdict(predicted: float, low: float, high: float, rival: float | None = None) -> str:
+    """A prediction against a measurement's interval [low, high]: ``holds`` inside it, ``contradicted`` outside;
+    ``undecided`` where the interval is unbounded above (a measurement censored by the budget: above ``low`` a
+    longer run decides), where it also holds ``rival`` (the competing prediction: at this power the measurement
+    tells them apart from neither), or where a value is missing (nan)."""
+    if math.isnan(predicted) or math.isnan(low) or math.isnan(high):
+        return "undecided"
+    if predicted < low or (predicted > high and math.isfinite(high)):
+        return "contradicted"
+    if math.isinf(high) or (rival is not None and low <= rival <= high and rival != predicted):
+        return "undecided"
+    return "holds"

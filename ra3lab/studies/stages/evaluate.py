@@ -6,15 +6,20 @@ that tells planning from typing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import transformers
 from omegaconf import DictConfig
 
 from ra3lab.evaluation import SandboxPool
+from ra3lab.evaluation.solve import Evaluation
 from ra3lab.lm import LineCodec, load_model, load_tokenizer
 from ra3lab.log import say
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import names_intent, names_next_lines
 from ra3lab.ra3.rollout import sample_thoughts
+from ra3lab.studies.common import make_env
+from ra3lab.studies.mediators import plan_profile
 from ra3lab.studies.midtraining import evaluate_arm
 from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
@@ -57,6 +62,18 @@ def hindsight(model, codec: LineCodec, held, heldout: list, config: DictConfig) 
     return out
 
 
+def plan_describer(source: PlanSource) -> Callable[[Evaluation], dict]:
+    """The mediators (:mod:`ra3lab.studies.mediators`) of an evaluation of the held-out tasks of ``source``."""
+    world, programs = make_env(source.config.env), source.programs("heldout")
+
+    def describe(evaluation: Evaluation) -> dict:
+        texts = evaluation.texts
+        targets = [p.skills for p in programs for _ in range(texts.shape[1])]
+        return plan_profile(world, list(texts.ravel()), targets)
+
+    return describe
+
+
 def run(config: DictConfig, run) -> dict:
     transformers.utils.logging.disable_progress_bar()
     arm, folder = arm_of(config), model_path(config, "model")
@@ -65,7 +82,9 @@ def run(config: DictConfig, run) -> dict:
     held, (tasks, suffix), thought_tokens = source.heldout(), source.tasks(), int(config.estep.max_thought_tokens)
     with SandboxPool(workers=config.eval.workers) as pool:
         result = heldout_nll(model, codec, held, config.eval.elbo_samples, thought_tokens, seed=int(config.seed))
-        result.update(evaluate_arm(model, tokenizer, tasks, pool, config, thought_tokens, suffix=suffix))
+        describe = plan_describer(source) if isinstance(source, PlanSource) else None
+        result.update(evaluate_arm(model, tokenizer, tasks, pool, config, thought_tokens, suffix=suffix,
+                                   describe=describe))
         if isinstance(source, PlanSource):
             result.update(evaluate_arm(model, tokenizer, source.control_tasks(), pool, config, thought_tokens,
                                        suffix=CONTROL))

@@ -24,7 +24,7 @@ from ra3lab.stages import upstream_dir
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.midtraining import arm_model, ra3_placements
 from ra3lab.studies.stages import as_stage, model_path
-from ra3lab.studies.stages.sources import CodeWorldSource, source_of
+from ra3lab.studies.stages.sources import CodeWorldSource, offers, reference_choices, source_of, teacher_share
 from ra3lab.tracking import event_dir, scalars
 
 TRAINING = ["midtrain", "tracking"]   # what every trained arm reads besides its base and its source's corpus
@@ -33,8 +33,9 @@ TRAINING = ["midtrain", "tracking"]   # what every trained arm reads besides its
 def check_arm(name: str, field: str = "arm") -> Arm:
     """The arm called ``name``; ConfigError naming ``field`` for a name that is no arm of this stage."""
     arm = Arm.parse(str(name), field)
-    check(arm.kind != "reference" or arm.name in ("ntp", "oracle", "random"), field, arm.name,
-          "choose base, ntp, oracle, random, infuse0 or ra3_c<c> (e.g. ra3_c0.05)")
+    named = arm.name in ("ntp", "oracle", "random", "dsl") or teacher_share(arm.name) is not None
+    check(arm.kind != "reference" or named, field, arm.name,
+          "choose base, ntp, oracle, random, dsl, teacher_s<share>, infuse0 or ra3_c<c> (e.g. ra3_c0.05)")
     return arm
 
 
@@ -60,9 +61,9 @@ def upstream(config: DictConfig) -> dict:
 
 def validate(config: DictConfig) -> None:
     arm, source = arm_of(config), source_of(config)
-    check(arm.kind != "reference" or arm.name in source.REFERENCES, "arm", arm.name,
-          f"this corpus has no {arm.name} rendering (it needs CodeWorld's intents): choose one of "
-          f"{', '.join(source.REFERENCES)}, base, infuse0 or ra3_c<c>")
+    check(arm.kind != "reference" or offers(source, arm.name), "arm", arm.name,
+          f"this corpus has no {arm.name} rendering: choose one of {reference_choices(source)}, base, infuse0 or "
+          "ra3_c<c>")
     source.validate()
 
 

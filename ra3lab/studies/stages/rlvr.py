@@ -1,9 +1,10 @@
 """Stage ``rlvr``: GRPO (TRL) with the sandboxed unit-test reward from one mid-training arm's model (``arm``) with
-one seed (``rlvr.seed``), on CodeWorld's train-split tasks (``tasks.*``, drawn with ``tasks.seed``) or a task
-file; the held-out tasks are evaluated as ``rlvr_eval`` says at step 0, every ``rlvr.eval_every`` steps and at
-the end. The summary holds the held-out pass@1 curve (``curve_steps``, ``curve``) with the thought and
-truncation rates of the same evaluations, the final pass@1 and the area under the curve (``auc``, its mean
-level: :func:`ra3lab.stats.area_under_curve`). Every step's metrics go to metrics.jsonl as GRPO logs them (a
+one seed (``rlvr.seed``), on the tasks of its world's RL split (``tasks.*``, drawn with ``tasks.seed``: CodeWorld's
+train split, CodeWorld-Plan's held-out families) or a task file; the held-out tasks are evaluated as ``rlvr_eval``
+says at step 0, every ``rlvr.eval_every`` steps and at the end. The summary holds the held-out pass@1 curve
+(``curve_steps``, ``curve``) with the thought and truncation rates of the same evaluations, the train pass rate of
+each step's rollouts (``reward_steps``, ``rewards``), the final pass@1 and the area under the curve (``auc``, its
+mean level: :func:`ra3lab.stats.area_under_curve`). Every step's metrics go to metrics.jsonl as GRPO logs them (a
 resumed run's from its checkpoint on; the summary's curve holds every evaluation)."""
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 import transformers
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ra3lab.errors import check
@@ -21,15 +21,18 @@ from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
 from ra3lab.stats import area_under_curve
 from ra3lab.studies import codeworld_ra3
+from ra3lab.studies.common import make_env
 from ra3lab.studies.stages import as_stage, model_path
 from ra3lab.studies.stages.midtrain import arm_of
+from ra3lab.studies.stages.sources import source_of
 from ra3lab.tracking import event_dir
 
 KEYS = ["arm", "env", "tasks", "rlvr", "rlvr_eval", "workers", "tracking"]
 METRIC = "eval/pass@1/heldout"
+REWARD = "rlvr/reward_mean"     # per step: the sampled pass rate of that step's rollouts on the train tasks
 # columns of a curve next to held-out pass@1, each from the same evaluation
 RATES = {"thought_rate": "eval/thought_rate/heldout", "truncation_rate": "eval/truncation_rate/heldout"}
-SHOWN = ("rlvr/reward_mean", "rlvr/truncated_fraction", METRIC, *RATES.values())
+SHOWN = (REWARD, "rlvr/truncated_fraction", METRIC, *RATES.values())
 
 
 def keys(config: DictConfig) -> list[str]:
@@ -70,9 +73,10 @@ def validate(config: DictConfig) -> None:
 
 
 def task_sets(config: DictConfig) -> tuple[list[dict], list[dict]]:
-    """(train tasks, held-out tasks): the task files when given, else CodeWorld's splits drawn with tasks.seed."""
-    world, seed = instantiate(config.env), int(config.tasks.seed)
-    train = task_file(config.tasks.train_file, "train_file") or world.tasks(config.tasks.train, "train", seed * 10 + 7)
+    """(train tasks, held-out tasks): the task files when given, else the world's tasks drawn with tasks.seed: to
+    train on, of its source's ``RL_SPLIT`` (CodeWorld: train; CodeWorld-Plan: the held-out families, other inputs)."""
+    world, seed, split = make_env(config.env), int(config.tasks.seed), source_of(config).RL_SPLIT
+    train = task_file(config.tasks.train_file, "train_file") or world.tasks(config.tasks.train, split, seed * 10 + 7)
     heldout = (task_file(config.tasks.heldout_file, "heldout_file")
                or world.tasks(config.tasks.heldout, "heldout", seed * 10 + 8))
     return train, heldout
@@ -95,7 +99,9 @@ def run(config: DictConfig, run) -> dict:
                             tensorboard=event_dir(config, run.path, "rlvr"))
     evaluated = [row for row in result["history"] if METRIC in row]
     steps, curve = [row["step"] for row in evaluated], [row[METRIC] for row in evaluated]
+    rewarded = [row for row in result["history"] if REWARD in row]
     return {"init": arm.name, "rlvr_seed": seed, "final": curve[-1],
             "auc": float(area_under_curve(curve, steps)) if len(curve) > 1 else None,
             "curve_steps": steps, "curve": curve,
+            "reward_steps": [row["step"] for row in rewarded], "rewards": [row[REWARD] for row in rewarded],
             **{name: [row[key] for row in evaluated] for name, key in RATES.items()}, "steps": result["steps"]}
