@@ -65,6 +65,8 @@ def test_the_lock_in_constant_is_fitted_on_ntp_and_the_predictions_come_out_eith
     assert "ntp" not in held["S*"]                               # fitted there, so not tested there
     slower = constructed(12.0, (30.0, 24.0, 36.0), (0.005, 0.0, 0.01))
     assert slower["S*"]["dsl"]["verdict"] == "contradicted" and slower["P0"]["dsl"]["verdict"] == "contradicted"
+    unfitted = constructed(math.inf, (8.0, 6.0, 10.0), (0.07, 0.05, 0.09))   # NTP never reached the threshold
+    assert math.isnan(unfitted["lock_in"]) and unfitted["S*"]["dsl"]["verdict"] == "undecided"
     censored = constructed(12.0, (math.inf, 20.0, math.inf), (0.07, 0.0, 0.2))
     assert censored["S*"]["dsl"]["verdict"] == "contradicted"      # surely slower than 12 steps
     assert censored["P0"]["dsl"]["verdict"] == "undecided"         # 1/16 and 1/196 both inside

@@ -127,10 +127,11 @@ def predicted_p0(pruning: dict, arm: Arm) -> tuple[float, float]:
 
 def judge(config: DictConfig, arms: list[Arm], pruning: dict, measured: dict, reached: dict) -> dict:
     """The verdicts: P0 per arm against its rival, and S* per arm RLVR ran from (``reached``) but NTP, on which the
-    lock-in constant is fitted (``lock_in``)."""
+    lock-in constant is fitted (``lock_in``; nan, and every S* undecided, where NTP never reached the threshold)."""
     group, prompts = int(config.rlvr.group_size), int(config.rlvr.prompts_per_step)
     ntp, _ = predicted_p0(pruning, Arm.parse("ntp"))
     lock = predictions.lock_in(reached["ntp"]["point"], ntp, group, prompts)
+    lock = lock if math.isfinite(lock) else math.nan         # NTP never reached the threshold: nothing is fitted
     out: dict = {"lock_in": lock, "P0": {}, "S*": {}}
     for arm in arms:
         p0, rival = predicted_p0(pruning, arm)
@@ -155,8 +156,8 @@ def run(config: DictConfig, run) -> dict:
     ntp_curves = [upstream_summary(config, rl_role(Arm.parse("ntp"), int(seed)))["curve"] for seed in config.seeds]
     checked = [gates.execution(evaluations["base"]), gates.learning(ntp_curves)]
     checked += [gates.thinking(evaluations[ra3.name])] if ra3 else []
-    measured = {name: measured_p0(evaluation, len(source.tasks()[0]), int(config.eval.n))
-                for name, evaluation in evaluations.items()}
+    tasks = len(source.tasks()[0])
+    measured = {name: measured_p0(evaluation, tasks, int(config.eval.n)) for name, evaluation in evaluations.items()}
 
     table = curves_table(config)
     table.to_csv(run.path / "curves.csv", index=False)
