@@ -204,6 +204,10 @@ class CodeWorldPlan:
             return [*calls[:-1], f"{INDENT}return {DSL_PREFIX}{plan[-1]}(xs, k)"]
         return [*calls, RETURN_LIST]
 
+    def dsl_lines(self, program: Program) -> list[str]:
+        """A program written in the skill DSL: its header (signature, docstring), then ``dsl`` of its plan."""
+        return [*program.header, *self.dsl(program.skills)]
+
     @cached_property
     def dsl_library(self) -> str:
         """Python source of the macros a DSL body calls: ``skill_<name>(xs, k)`` for every skill in use, its lines

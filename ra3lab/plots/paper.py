@@ -123,6 +123,7 @@ def plan_items(sweep_dir: Path, arms: tuple[str, ...] = ("ntp", "dsl")) -> list[
     |D_E|, measured with its interval next to the prediction. S*'s lock-in constant is fitted once, on NTP over
     every cell (the median of its measured S* less 1 / (P0 G B) where reached), so that NTP's cells test the form
     too."""
+    from ra3lab.studies.codeworld_plan import at_budget
     from ra3lab.studies.predictions import steps_to_first_success
     from ra3lab.sweep.status import read_manifest, run_path
 
@@ -153,18 +154,13 @@ def plan_items(sweep_dir: Path, arms: tuple[str, ...] = ("ntp", "dsl")) -> list[
             reached = [s["steps_to_threshold"]["absolute"][arm] for _, s in rows]
             budget = max(s["rlvr_steps"] for _, s in rows)
             items.append({"name": f"S*, {arm}, |Z_eps|={z_eps}", "x": sizes, "xlabel": "|D_E|", "xscale": "log",
-                          "measured": [_clip(r["point"], budget) for r in reached],
-                          "low": [_clip(r["low"], budget) for r in reached],
-                          "high": [_clip(r["high"], budget) for r in reached], "ylabel": "RLVR steps to threshold",
-                          "predicted": {"1/(P0 G B) + L": [
-                              _clip(steps_to_first_success(r["predicted"], s["rollouts_per_step"], 1) + lock, budget)
+                          "measured": [at_budget(r["point"], budget) for r in reached],
+                          "low": [at_budget(r["low"], budget) for r in reached],
+                          "high": [at_budget(r["high"], budget) for r in reached], "ylabel": "RLVR steps to threshold",
+                          "predicted": {"1/(P0 G B) + L": [at_budget(
+                              steps_to_first_success(r["predicted"], s["rollouts_per_step"], 1) + lock, budget)
                               for r, (_, s) in zip(p0, rows)]}})
     return items
-
-
-def _clip(steps: float | None, budget: int) -> float:
-    """Steps to threshold for a figure: never reached (None, inf) is drawn at the budget."""
-    return float(budget) if steps is None or not np.isfinite(steps) else min(float(steps), float(budget))
 
 
 def plan(source: Path, out: Path) -> dict:

@@ -200,6 +200,12 @@ def verdicts(judged: dict) -> dict[str, str]:
     return {f"{kind}/{arm}": row["verdict"] for kind in ("P0", "S*") for arm, row in judged[kind].items()}
 
 
+def at_budget(value: float | None, budget: int) -> float:
+    """A value for a figure clipped to the RLVR budget: never reached (None in a summary, inf) is drawn at the
+    budget; nan (nothing to draw) stays nan."""
+    return float(budget) if value is None or value == math.inf else min(float(value), float(budget))
+
+
 def panels(judged: dict, budget: int) -> list[dict]:
     """The figure's panels (:func:`~ra3lab.plots.theory.theory_panel`) from the study's ``P0`` and ``S*`` rows (or
     its summary's, where inf is None): predicted next to measured; a threshold not reached within the budget
@@ -210,10 +216,9 @@ def panels(judged: dict, budget: int) -> list[dict]:
         rows = judged[kind]
         if not rows:
             continue
-        clip = [[budget if row[key] is None else min(row[key], budget) for key in ("measured", "low", "high")]
-                for row in rows.values()]
-        predicted = [math.nan if kind == "S*" and not fitted else budget if row["predicted"] is None
-                     else min(row["predicted"], budget) for row in rows.values()]
+        clip = [[at_budget(row[key], budget) for key in ("measured", "low", "high")] for row in rows.values()]
+        predicted = [math.nan if kind == "S*" and not fitted else at_budget(row["predicted"], budget)
+                     for row in rows.values()]
         out.append({"name": f"{kind}: theory vs practice", "categories": [style.label(arm) for arm in rows],
                     "measured": [c[0] for c in clip], "low": [c[1] for c in clip], "high": [c[2] for c in clip],
                     "predicted": {"predicted" if kind == "P0" or fitted else "predicted (no lock-in: NTP never "

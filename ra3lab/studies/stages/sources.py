@@ -134,7 +134,7 @@ class PlanSource(CodeWorldSource):
         them (evenly spread) written in the skill DSL, so that the base knows each skill as code and as a macro."""
         world = make_env(self.config.env)
         share = world.dsl_fraction
-        return [[*p.header, *world.dsl(p.skills)] if int((i + 1) * share) > int(i * share) else p.lines()
+        return [world.dsl_lines(p) if int((i + 1) * share) > int(i * share) else p.lines()
                 for i, p in enumerate(self.programs("pretrain"))]
 
     def tokenizer_lines(self) -> list[str]:
@@ -142,7 +142,7 @@ class PlanSource(CodeWorldSource):
 
     def references(self) -> dict[str, list[list[str]]]:
         world, programs = make_env(self.config.env), self.programs("midtrain")
-        found = {**super().references(), "dsl": [[*p.header, *world.dsl(p.skills)] for p in programs]}
+        found = {**super().references(), "dsl": [world.dsl_lines(p) for p in programs]}
         for name in {*self.config.get("references", ()), self.config.get("arm", "base")}:
             share = teacher_share(str(name))
             if share is not None:
