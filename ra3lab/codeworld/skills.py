@@ -7,9 +7,13 @@ controlled. Written with its group's shared name (``out`` for list skills, ``tot
 and sums, ``best`` for extremes), a skill opens like the rest of its group: keep-even, keep-odd,
 keep-greater, square, clip, add-c, absolute, dedupe and running-max all open with ``out = []`` /
 ``for x in xs:``; prefix-sums, differences, rotate and every-other share ``out = []``; the sorts,
-reverse and swap-pairs share ``out = list(xs)``; sum and the counts share ``total = 0`` /
-``for x in xs:``; max and min share their first two lines. Written with its own name
-(``evens = []``), a skill states its intent in its first line.
+reverse, swap-pairs, append-k, prepend-k and drop-last share ``out = list(xs)``; sum and the counts share
+``total = 0`` / ``for x in xs:``; max and min share their first two lines. The two-line skills (a slice or a
+comprehension, then ``xs = out``) state their intent in their first line whatever their name. Written with its
+own name (``evens = []``), a skill states its intent in its first line.
+
+Every template length from 2 to 4 lines has 6 list skills or more, so that a world of one length (tau) at a time
+can be built for the horizon sweep (``sweeps/codeworld_plan_horizon.yaml``).
 
 List skills read the list ``xs`` and end by rebinding it; reducers end the program with ``return``.
 
@@ -89,6 +93,10 @@ _SORT = """
     {{v}}.sort({args})
     xs = {{v}}
 """
+_COMPREHENSION = """
+    {{v}} = [{value} for x in xs{test}]
+    xs = {{v}}
+"""
 _COUNT = """
     {{v}} = 0
     for x in xs:
@@ -164,6 +172,31 @@ _LIBRARY = (
             {v}[i - 1], {v}[i] = xs[i], xs[i - 1]
         xs = {v}
     """),
+    _skill("sort_abs", ("sort by absolute value", "order the numbers by their size, ignoring the sign"), "by_size",
+           "out", _SORT.format(args="key=abs")),
+    _skill("append_k", ("append k", "add k at the end"), "extended", "out", """
+        {v} = list(xs)
+        {v}.append(k)
+        xs = {v}
+    """),
+    _skill("prepend_k", ("put k in front", "insert k at the start"), "fronted", "out", """
+        {v} = list(xs)
+        {v}.insert(0, k)
+        xs = {v}
+    """),
+    _skill("drop_last", ("drop the last number", "remove the last element"), "init", "out", """
+        {v} = list(xs)
+        del {v}[-1:]
+        xs = {v}
+    """),
+    _skill("double", ("double every number", "multiply every number by 2"), "doubled", "out",
+           _COMPREHENSION.format(value="2 * x", test="")),
+    _skill("negate", ("negate every number", "flip the sign of every number"), "negs", "out",
+           _COMPREHENSION.format(value="-x", test="")),
+    _skill("halve", ("halve every number, rounding down", "floor-divide every number by 2"), "halves", "out",
+           _COMPREHENSION.format(value="x // 2", test="")),
+    _skill("keep_positive", ("keep the positive numbers", "drop the numbers at most 0"), "pos", "out",
+           _COMPREHENSION.format(value="x", test=" if x > 0")),
     _skill("drop_first", ("drop the first number", "remove the first element"), "rest", "out", """
         {v} = xs[1:]
         xs = {v}
@@ -202,6 +235,10 @@ _REWRITES = tuple((re.compile(pattern), rewrites) for pattern, rewrites in (
     (r"for (\w+) in (.+):", (r"for \1 in list(\2):", r"for \1 in [*\2]:")),
     (r"(if|while) (.+):", (r"\1 (\2):", r"\1 bool(\2):")),
     (r"(\w+)\.append\((.+)\)", (r"\1 += [\2]", r"\1.extend([\2])")),
+    (r"(\w+) = \[(.+) for x in xs(.*)\]", (r"\1 = [\2 for x in list(xs)\3]", r"\1 = list(\2 for x in xs\3)")),
+    (r"(\w+)\.insert\(0, (.+)\)", (r"\1[:0] = [\2]", r"\1[0:0] = [\2]")),
+    (r"del (\w+)\[-1:\]", (r"\1[-1:] = []", r"del \1[len(\1) - 1:]")),
+    (r"(\w+)\.sort\(key=(\w+)\)", (r"\1[:] = sorted(\1, key=\2)", r"\1.sort(key=lambda x: \2(x))")),
     (r"(\w+)\.sort\(\)", (r"\1[:] = sorted(\1)", r"\1.sort(key=None)")),
     (r"(\w+)\.sort\((.+)\)", (r"\1[:] = sorted(\1, \2)", r"\1.sort(key=None, \2)")),
     (r"(\w+) \+= (.+)", (r"\1 = \1 + \2", r"\1 = \2 + \1")),

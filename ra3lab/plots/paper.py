@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ra3lab.errors import check
@@ -117,59 +117,76 @@ def theory(runs: Path, out: Path) -> dict:
     return {"figures": [str(p) for p in figures]}
 
 
-def plan_items(sweep_dir: Path, arms: tuple[str, ...] = ("ntp", "dsl")) -> list[dict]:
-    """Panels of a sweep of ``codeworld_plan`` studies over the corpus size |D_E| (``data.midtrain``) and the
-    family skills |Z_eps| (``env.family_skills``): per |Z_eps| and arm, P0 and S* (absolute threshold) against
-    |D_E|, measured with its interval next to the prediction. S*'s lock-in constant is fitted once, on NTP over
-    every cell (the median of its measured S* less 1 / (P0 G B) where reached), so that NTP's cells test the form
-    too."""
-    from ra3lab.studies.codeworld_plan import at_budget
-    from ra3lab.studies.predictions import steps_to_first_success
+def plan_cells(sweep_dir: Path) -> list[tuple[dict, dict]]:
+    """(swept params, summary) of each finished ``codeworld_plan`` study of a sweep."""
     from ra3lab.sweep.status import read_manifest, run_path
 
     cells = []
     for entry in read_manifest(sweep_dir):
         path = run_path(sweep_dir, entry) / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else {}
-        if "P0" in summary and "data.midtrain" in entry["params"]:
-            cells.append((int(entry["params"]["data.midtrain"]), int(summary["world"]["Z_eps"]), summary))
-    check(bool(cells), "source", str(sweep_dir), "no finished codeworld_plan study over data.midtrain in this "
-          "sweep yet: launch `ra3lab sweep codeworld_plan_pruning` first")
-    ntp = [s["steps_to_threshold"]["absolute"]["ntp"]["point"] for _, _, s in cells]
-    offsets = [steps - steps_to_first_success(s["P0"]["ntp"]["predicted"], s["rollouts_per_step"], 1)
-               for steps, (_, _, s) in zip(ntp, cells) if steps is not None]
-    lock = float(np.median(offsets)) if offsets else float("nan")
+        if "P0" in summary:
+            cells.append((entry["params"], summary))
+    check(bool(cells), "source", str(sweep_dir), "no finished codeworld_plan study in this sweep yet: launch "
+          "`ra3lab sweep codeworld_plan_pruning` or `ra3lab sweep codeworld_plan_horizon` first")
+    return cells
+
+
+def plan_items(cells: list[dict], arms: tuple[str, ...] = ("ntp", "dsl")) -> list[dict]:
+    """Panels of ``codeworld_plan`` summaries over the corpus size |D_E| and the family skills |Z_eps|: per |Z_eps|
+    and arm, P0 and S* (absolute threshold) against |D_E|, measured with its interval next to the prediction.
+    S*'s lock-in constant is fitted once, on NTP over every cell
+    (:func:`~ra3lab.studies.codeworld_plan.sweep_lock_in`), so that NTP's cells test the form too."""
+    from ra3lab.studies.codeworld_plan import at_budget, interval, predicted_steps, sweep_lock_in
+
+    lock, budget = sweep_lock_in(cells), max(cell["rlvr_steps"] for cell in cells)
     items = []
-    for z_eps in sorted({z for _, z, _ in cells}):
-        rows = sorted((size, s) for size, z, s in cells if z == z_eps)
-        sizes = [size for size, _ in rows]
+    for z_eps in sorted({cell["world"]["Z_eps"] for cell in cells}):
+        rows = sorted((cell for cell in cells if cell["world"]["Z_eps"] == z_eps),
+                      key=lambda cell: cell["predictions"]["corpus_programs"])
+        sizes = [cell["predictions"]["corpus_programs"] for cell in rows]
         for arm in arms:
-            if not all(arm in s["P0"] for _, s in rows):
+            if not all(arm in cell["P0"] for cell in rows):
                 continue
-            p0 = [s["P0"][arm] for _, s in rows]
+            p0 = [cell["P0"][arm] for cell in rows]
             items.append({"name": f"P0, {arm}, |Z_eps|={z_eps}", "x": sizes, "xlabel": "|D_E|", "xscale": "log",
                           "measured": [r["measured"] for r in p0], "low": [r["low"] for r in p0],
                           "high": [r["high"] for r in p0], "ylabel": "pass@1 before RL",
                           "predicted": {"|Z_hat|^-H": [r["predicted"] for r in p0]}})
-            reached = [s["steps_to_threshold"]["absolute"][arm] for _, s in rows]
-            budget = max(s["rlvr_steps"] for _, s in rows)
+            reached = [interval(cell["steps_to_threshold"]["absolute"][arm]) for cell in rows]
             items.append({"name": f"S*, {arm}, |Z_eps|={z_eps}", "x": sizes, "xlabel": "|D_E|", "xscale": "log",
-                          "measured": [at_budget(r["point"], budget) for r in reached],
-                          "low": [at_budget(r["low"], budget) for r in reached],
-                          "high": [at_budget(r["high"], budget) for r in reached], "ylabel": "RLVR steps to threshold",
-                          "predicted": {"1/(P0 G B) + L": [at_budget(
-                              steps_to_first_success(r["predicted"], s["rollouts_per_step"], 1) + lock, budget)
-                              for r, (_, s) in zip(p0, rows)]}})
+                          "measured": [at_budget(r[0], budget) for r in reached],
+                          "low": [at_budget(r[1], budget) for r in reached],
+                          "high": [at_budget(r[2], budget) for r in reached], "ylabel": "RLVR steps to threshold",
+                          "predicted": {"1/(P0 G B) + L": [
+                              math.nan if math.isnan(lock) else at_budget(predicted_steps(cell, arm, lock), budget)
+                              for cell in rows]}})
     return items
 
 
 def plan(source: Path, out: Path) -> dict:
-    """``theory_vs_practice``: the pruning predictions against the measurements of one codeworld_plan run (P0 and
-    S* per arm) or of a sweep of them (:func:`plan_items`)."""
+    """``theory_vs_practice``: the predictions against the measurements of one codeworld_plan run (P0 and S* per
+    arm) or of a sweep of them: over |D_E| x |Z_eps| (:func:`plan_items`), or over skills per plan H x lines per
+    skill tau (:mod:`ra3lab.studies.plan_horizon`: S* against tau at fixed H x tau, and a verdict per pair of
+    cells and arm, also written to ``horizon.json`` and ``horizon.md``)."""
+    from ra3lab.studies import plan_horizon
     from ra3lab.studies.codeworld_plan import panels
 
+    result: dict = {}
     if (source / "manifest.jsonl").exists():
-        items = plan_items(source)
+        cells = plan_cells(source)
+        swept = set().union(*(params for params, _ in cells))
+        summaries = [summary for _, summary in cells]
+        if swept & {"env.skills_per_program", "env.lines_per_skill"}:
+            items = plan_horizon.panels(summaries)
+            result["horizon"] = plan_horizon.judge(summaries)
+            check(bool(items), "source", str(source), "no two finished studies of this sweep share H x tau: "
+                  "the horizon panels need a pair of cells at the same total lines (let more of the sweep finish)")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "horizon.json").write_text(json.dumps(result["horizon"], indent=2, default=str))
+            (out / "horizon.md").write_text(to_markdown(plan_horizon.table(result["horizon"])))
+        else:
+            items = plan_items(summaries)
     else:
         path = source / "summary.json"
         summary = json.loads(path.read_text()) if path.is_file() else {}
@@ -177,7 +194,7 @@ def plan(source: Path, out: Path) -> dict:
               "codeworld_plan (`ra3lab run codeworld_plan --quick`)")
         items = panels(summary, summary["rlvr_steps"])
     figures = style.save(theory_figure(items, ncols=min(len(items), 4), height=2.0), out, "theory_vs_practice")
-    return {"figures": [str(p) for p in figures], "panels": len(items)}
+    return {"figures": [str(p) for p in figures], "panels": len(items), **result}
 
 
 def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: float | None = None,

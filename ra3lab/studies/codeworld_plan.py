@@ -23,6 +23,7 @@ The study is a composition of stages (:mod:`ra3lab.studies.stages`): the base, o
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict
 
 import pandas as pd
@@ -204,6 +205,28 @@ def at_budget(value: float | None, budget: int) -> float:
     """A value for a figure clipped to the RLVR budget: never reached (None in a summary, inf) is drawn at the
     budget; nan (nothing to draw) stays nan."""
     return float(budget) if value is None or value == math.inf else min(float(value), float(budget))
+
+
+def interval(row: dict) -> tuple[float, float, float]:
+    """(point, low, high) of an S* row of a summary, where None (never reached) reads as inf."""
+    point, low, high = (math.inf if row[key] is None else float(row[key]) for key in ("point", "low", "high"))
+    return point, low, high
+
+
+def sweep_lock_in(cells: list[dict]) -> float:
+    """The lock-in constant L fitted once on NTP over the summaries ``cells`` of a sweep: the median of its measured
+    S* less 1 / (P0 G B) where it reached the threshold (nan where it never did), so that NTP's cells test the
+    form too."""
+    offsets = [interval(cell["steps_to_threshold"]["absolute"]["ntp"])[0]
+               - predictions.steps_to_first_success(cell["P0"]["ntp"]["predicted"], cell["rollouts_per_step"], 1)
+               for cell in cells if "ntp" in cell["steps_to_threshold"]["absolute"]]
+    finite = [offset for offset in offsets if math.isfinite(offset)]
+    return float(statistics.median(finite)) if finite else math.nan
+
+
+def predicted_steps(cell: dict, arm: str, lock: float) -> float:
+    """S* = 1 / (P0 G B) + L of an arm in a summary ``cell``, P0 its prediction |Z_hat|^-H (inf where P0 = 0)."""
+    return predictions.steps_to_first_success(cell["P0"][arm]["predicted"], cell["rollouts_per_step"], 1) + lock
 
 
 def panels(judged: dict, budget: int) -> list[dict]:
