@@ -13,7 +13,7 @@
     ra3lab demo [--full] [--json]
     ra3lab plot convergence <run-dir | curves.csv | sweep-dir | sweep> [threshold=T] [--out DIR]
     ra3lab plot theory [--out DIR]
-    ra3lab plot plan <run-dir | sweep-dir | sweep> [--out DIR]
+    ra3lab plot plan <run-dir [run-dir ...] | sweep-dir | sweep> [--out DIR]
     ra3lab plot heatmap <sweep-dir | sweep> x=KEY y=KEY value=COLUMN|auc|final|steps_to_threshold [threshold=T]
                         [reduce=iqm|mean|median] [--out DIR]
     ra3lab list
@@ -233,17 +233,18 @@ def cmd_plot(args) -> dict:
     from ra3lab.execute import runs_root
     from ra3lab.plots import paper
 
-    params = {key: yaml.safe_load(value) for key, value in (p.split("=", 1) for p in args.params)}
     out = Path(args.out)
     if args.kind == "theory":
         return paper.theory(runs_root(), out)
     if args.source is None:
         raise ConfigError("source", None, f"`ra3lab plot {args.kind}` needs a run directory, file or sweep")
     source = Path(args.source)
+    if args.kind == "plan":        # several run directories may follow the first
+        return paper.plan([source if source.exists() else find_sweep_dir(args.source), *map(Path, args.params)],
+                          out)
+    params = {key: yaml.safe_load(value) for key, value in (p.split("=", 1) for p in args.params)}
     if args.kind == "convergence":
         return paper.convergence(source if source.exists() else find_sweep_dir(args.source), out, **params)
-    if args.kind == "plan":
-        return paper.plan(source if source.exists() else find_sweep_dir(args.source), out)
     takes = list(inspect.signature(paper.heatmap).parameters)[2:]      # after the sweep and the output folder
     for key in [*params, "x", "y", "value"]:
         if key not in takes or key not in params:
@@ -356,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("kind", choices=["convergence", "theory", "plan", "heatmap"])
     plot.add_argument("source", nargs="?",
                       help="convergence: a codeworld_rlvr or codeworld_plan run dir, curves.csv or a sweep; plan: a "
-                           "codeworld_plan run dir or a sweep of it; heatmap: a sweep")
+                           "codeworld_plan run dir (more may follow) or a sweep of it; heatmap: a sweep")
     plot.add_argument("params", nargs="*", default=[],
                       help="key=value: threshold=0.5 (convergence); x=, y=, value=, threshold=, reduce= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")

@@ -22,7 +22,7 @@ def demo(quick: bool = True, out: Path = Path("paper/figures")) -> dict:
     say("demo", "3/3 figures")
     run_dir = Path(study["run_dir"])
     figures = paper.theory(runs_root(), out)["figures"]
-    figures += paper.plan(run_dir, out)["figures"]
+    figures += paper.plan([run_dir], out)["figures"]
     figures += paper.convergence(run_dir, out, threshold=study["threshold"]["absolute"])["figures"]
     for path in figures:
         say("demo", f"figure: {path}")

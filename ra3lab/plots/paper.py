@@ -5,8 +5,9 @@
 - ``theory``: the theorems' measurements next to their predictions from the theory experiments' and the CodeWorld
   study's summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
   tau, and RA3's thought rate against the penalty c;
-- ``plan`` (``theory_vs_practice``): the pruning predictions (P0, S*) against RLVR on CodeWorld-Plan, from one
-  codeworld_plan run or a sweep of them over |D_E| x |Z_eps|;
+- ``plan`` (``theory_vs_practice``): the predictions (P0, S*) against RLVR on CodeWorld-Plan, from one
+  codeworld_plan run, or from several (a sweep, or run directories) over |D_E| x |Z_eps| (pruning) or over
+  H x tau (horizon: S* against tau at equal total lines, with a verdict per pair of studies and arm);
 - ``heatmap``: one value of a sweep's runs (a summary column, or a measure of each run's RLVR curve) over two
   swept keys, each cell the IQM over the other keys (seeds) with a 95% bootstrap interval, and its table.
 """
@@ -117,16 +118,13 @@ def theory(runs: Path, out: Path) -> dict:
     return {"figures": [str(p) for p in figures]}
 
 
-def plan_cells(sweep_dir: Path) -> list[tuple[dict, dict]]:
-    """(swept params, summary) of each finished ``codeworld_plan`` study of a sweep."""
+def plan_cells(sweep_dir: Path) -> list[dict]:
+    """The summaries of a sweep's finished ``codeworld_plan`` studies."""
     from ra3lab.sweep.status import read_manifest, run_path
 
-    cells = []
-    for entry in read_manifest(sweep_dir):
-        path = run_path(sweep_dir, entry) / "summary.json"
-        summary = json.loads(path.read_text()) if path.exists() else {}
-        if "P0" in summary:
-            cells.append((entry["params"], summary))
+    paths = [run_path(sweep_dir, entry) / "summary.json" for entry in read_manifest(sweep_dir)]
+    cells = [summary for summary in (json.loads(path.read_text()) for path in paths if path.exists())
+             if "P0" in summary]
     check(bool(cells), "source", str(sweep_dir), "no finished codeworld_plan study in this sweep yet: launch "
           "`ra3lab sweep codeworld_plan_pruning` or `ra3lab sweep codeworld_plan_horizon` first")
     return cells
@@ -164,35 +162,39 @@ def plan_items(cells: list[dict], arms: tuple[str, ...] = ("ntp", "dsl")) -> lis
     return items
 
 
-def plan(source: Path, out: Path) -> dict:
+def run_summary(run_dir: Path) -> dict:
+    """The summary of a finished ``codeworld_plan`` run directory; ConfigError naming it otherwise."""
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    check("P0" in summary, "source", str(run_dir), "give a finished codeworld_plan run directory or a sweep of "
+          "codeworld_plan (`ra3lab run codeworld_plan --quick`)")
+    return summary
+
+
+def plan(sources: list[Path], out: Path) -> dict:
     """``theory_vs_practice``: the predictions against the measurements of one codeworld_plan run (P0 and S* per
-    arm) or of a sweep of them: over |D_E| x |Z_eps| (:func:`plan_items`), or over skills per plan H x lines per
-    skill tau (:mod:`ra3lab.studies.plan_horizon`: S* against tau at fixed H x tau, and a verdict per pair of
-    cells and arm, also written to ``horizon.json`` and ``horizon.md``)."""
+    arm), or of several studies (a sweep directory, or several run directories). Where the studies differ in
+    skills per plan H or lines per skill tau: S* against tau at fixed H x tau and a verdict per pair of cells and
+    arm (:mod:`ra3lab.studies.plan_horizon`), also written to ``horizon.json`` and ``horizon.md``; otherwise P0
+    and S* against |D_E| per |Z_eps| (:func:`plan_items`)."""
     from ra3lab.studies import plan_horizon
     from ra3lab.studies.codeworld_plan import panels
 
     result: dict = {}
-    if (source / "manifest.jsonl").exists():
-        cells = plan_cells(source)
-        swept = set().union(*(params for params, _ in cells))
-        summaries = [summary for _, summary in cells]
-        if swept & {"env.skills_per_program", "env.lines_per_skill"}:
-            items = plan_horizon.panels(summaries)
-            result["horizon"] = plan_horizon.judge(summaries)
-            check(bool(items), "source", str(source), "no two finished studies of this sweep share H x tau: "
-                  "the horizon panels need a pair of cells at the same total lines (let more of the sweep finish)")
+    if len(sources) == 1 and not (sources[0] / "manifest.jsonl").exists():
+        summary = run_summary(sources[0])
+        items = panels(summary, summary["rlvr_steps"])
+    else:
+        cells = plan_cells(sources[0]) if len(sources) == 1 else [run_summary(source) for source in sources]
+        if len({plan_horizon.shape(cell) for cell in cells}) > 1:
+            items, result["horizon"] = plan_horizon.panels(cells), plan_horizon.judge(cells)
+            check(bool(items), "source", " ".join(map(str, sources)), "no two of these studies share H x tau: the "
+                  "horizon panels need a pair of cells at the same total lines and different tau")
             out.mkdir(parents=True, exist_ok=True)
             (out / "horizon.json").write_text(json.dumps(result["horizon"], indent=2, default=str))
             (out / "horizon.md").write_text(to_markdown(plan_horizon.table(result["horizon"])))
         else:
-            items = plan_items(summaries)
-    else:
-        path = source / "summary.json"
-        summary = json.loads(path.read_text()) if path.is_file() else {}
-        check("P0" in summary, "source", str(source), "give a finished codeworld_plan run directory or a sweep of "
-              "codeworld_plan (`ra3lab run codeworld_plan --quick`)")
-        items = panels(summary, summary["rlvr_steps"])
+            items = plan_items(cells)
     figures = style.save(theory_figure(items, ncols=min(len(items), 4), height=2.0), out, "theory_vs_practice")
     return {"figures": [str(p) for p in figures], "panels": len(items), **result}
 

@@ -1,16 +1,20 @@
 """The horizon prediction across CodeWorld-Plan studies, an analogue of Theorem 3.6 in practice.
 
-A program of H skills of tau lines each is about H x tau primitive (line) decisions and H skill decisions. A policy
-that decides once per skill (the DSL, teacher comments, RA3's thoughts) faces H decisions: its initial success
-|Z_hat|^-H rises, and its steps to threshold S* = 1 / (P0 G B) + L fall, as tau grows at fixed H x tau. A policy
-that decides per line (NTP, the base) faces about H x tau decisions however they split, so at fixed H x tau its S*
-should not fall with tau.
+A program of H skills of tau lines each is H decisions for a policy that decides once per skill (the DSL, teacher
+comments, RA3's thoughts) and about H x tau for one that decides per line (NTP, the base). With P0 = |Z_hat|^-H and
+S* = 1 / (P0 G B) + L for the first, the theory predicts, as tau grows:
 
-A cell is one ``codeworld_plan`` summary; two cells with the same total lines H x tau and different tau are a pair,
-read from the smaller tau to the larger. Per pair and arm, S* of the two cells (with their stratified-bootstrap
-intervals over seeds) gives the measured direction: ``falls`` where the larger tau's interval lies wholly below
-the smaller's, ``rises`` where wholly above, ``overlaps`` otherwise. Per-skill arms are predicted to fall, per-line
-arms not to: ``holds``, ``contradicted``, or ``undecided`` where the intervals overlap (the pair decides nothing).
+- at equal total lines H x tau (``at="H x tau"``): S* of a per-skill arm ``falls`` (H falls), a per-line arm's is
+  ``unchanged`` (as many decisions);
+- at equal H (``at="H"``): a per-skill arm's S* is ``unchanged``, a per-line arm's ``rises`` (more decisions).
+
+A cell is one ``codeworld_plan`` summary; two cells equal in the compared quantity and different in tau are a
+pair, read from the smaller tau to the larger. Per pair and arm, S* of the two cells (with their stratified-bootstrap
+intervals over seeds) gives the measured direction: ``falls`` where the larger tau's interval lies wholly below the
+smaller's, ``rises`` where wholly above, ``unchanged`` where they overlap. The verdict is ``holds`` where measured
+and predicted agree, ``undecided`` where a direction was predicted and the intervals overlap (the pair is too weak to
+tell), ``contradicted`` otherwise. An ``unchanged`` that holds is a null: it holds the more easily the wider the
+intervals.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pandas as pd
 
 from ra3lab.ra3.arms import Arm
@@ -26,7 +29,9 @@ from ra3lab.studies.codeworld_plan import at_budget, interval, predicted_steps, 
 from ra3lab.studies.stages.sources import TEACHER_PREFIX
 
 PER_SKILL = ("dsl", "oracle")   # references that decide once per skill; teacher_s<share> and RA3 arms too
-FALLS, RISES, OVERLAPS = "falls", "rises", "overlaps"
+FALLS, RISES, UNCHANGED = "falls", "rises", "unchanged"
+PREDICTED = {("H x tau", True): FALLS, ("H x tau", False): UNCHANGED,     # (at, per skill) -> S* as tau grows
+             ("H", True): UNCHANGED, ("H", False): RISES}
 
 
 def decides_per_skill(arm: str) -> bool:
@@ -40,83 +45,97 @@ def shape(summary: dict) -> tuple[int, float]:
     return int(summary["world"]["H"]), float(summary["world"]["tau"])
 
 
+def held(summary: dict, at: str) -> float:
+    """The quantity a comparison holds equal across a pair: total lines H x tau (``"H x tau"``) or H (``"H"``)."""
+    H, tau = shape(summary)
+    return H * tau if at == "H x tau" else float(H)
+
+
 def direction(first: tuple[float, float, float], second: tuple[float, float, float]) -> str:
     """How ``second``'s (point, low, high) lies against ``first``'s: wholly below (``falls``), wholly above
-    (``rises``) or ``overlaps``. A value never reached is inf: reached against never reached is a direction."""
+    (``rises``) or overlapping (``unchanged``). Never reached is inf: reached against never reached is a direction."""
     if second[2] < first[1]:
         return FALLS
     if second[1] > first[2]:
         return RISES
-    return OVERLAPS
+    return UNCHANGED
 
 
-def verdict(per_skill: bool, measured: str) -> str:
-    """Per-skill arms are predicted to fall, per-line arms not to; overlapping intervals decide nothing."""
-    if measured == OVERLAPS:
-        return "undecided"
-    return "holds" if (measured == FALLS) == per_skill else "contradicted"
+def verdict(predicted: str, measured: str) -> str:
+    """``holds`` where they agree; ``undecided`` where a direction was predicted and the intervals overlap;
+    ``contradicted`` otherwise."""
+    if predicted == measured:
+        return "holds"
+    return "undecided" if measured == UNCHANGED else "contradicted"
 
 
-def pairs(cells: list[dict]) -> list[tuple[dict, dict]]:
-    """Pairs of cells with the same total lines H x tau and different tau, the smaller tau first."""
-    ordered = sorted(cells, key=lambda summary: (shape(summary)[0] * shape(summary)[1], shape(summary)[1]))
+def pairs(cells: list[dict], at: str) -> list[tuple[dict, dict]]:
+    """Pairs of cells equal in ``held(cell, at)`` and different in tau, the smaller tau first."""
+    ordered = sorted(cells, key=lambda cell: (held(cell, at), shape(cell)[1]))
     return [(a, b) for a, b in itertools.combinations(ordered, 2)
-            if math.isclose(np.prod(shape(a)), np.prod(shape(b))) and shape(a)[1] < shape(b)[1]]
+            if math.isclose(held(a, at), held(b, at)) and shape(a)[1] < shape(b)[1]]
+
+
+def shared_arms(cells: list[dict]) -> list[str]:
+    """The arms RLVR ran from in every one of ``cells``, in the first cell's order."""
+    return [arm for arm in cells[0]["steps_to_threshold"]["absolute"]
+            if all(arm in cell["steps_to_threshold"]["absolute"] for cell in cells)]
 
 
 def judge(cells: list[dict]) -> list[dict]:
-    """One row per pair (:func:`pairs`) and arm that RLVR ran from in both cells: total lines, (H, tau) of each
-    cell, each cell's S* (point, low, high; inf: never reached), the measured direction, the predicted one
-    (``falls`` per skill, ``does not fall`` per line) and the verdict."""
+    """One row per comparison (``at``: equal ``H x tau``, then equal ``H``), pair (:func:`pairs`) and arm that RLVR
+    ran from in both cells: (H, tau) of each cell, each cell's S* (point, low, high; inf: never reached), the measured
+    and predicted directions and the verdict."""
     rows = []
-    for a, b in pairs(cells):
-        reached_a, reached_b = (cell["steps_to_threshold"]["absolute"] for cell in (a, b))
-        for arm in [name for name in reached_a if name in reached_b]:
-            first, second = interval(reached_a[arm]), interval(reached_b[arm])
-            measured, per_skill = direction(first, second), decides_per_skill(arm)
-            rows.append({"arm": arm, "decides": "per skill" if per_skill else "per line",
-                         "total_lines": float(np.prod(shape(a))), "H": [shape(a)[0], shape(b)[0]],
-                         "tau": [shape(a)[1], shape(b)[1]], "S*": [list(first), list(second)],
-                         "measured": measured, "predicted": FALLS if per_skill else "does not fall",
-                         "verdict": verdict(per_skill, measured)})
+    for at in ("H x tau", "H"):
+        for a, b in pairs(cells, at):
+            for arm in shared_arms([a, b]):
+                first, second = (interval(cell["steps_to_threshold"]["absolute"][arm]) for cell in (a, b))
+                per_skill, measured = decides_per_skill(arm), direction(first, second)
+                predicted = PREDICTED[at, per_skill]
+                rows.append({"at": at, "arm": arm, "decides": "per skill" if per_skill else "per line",
+                             "H": [shape(a)[0], shape(b)[0]], "tau": [shape(a)[1], shape(b)[1]],
+                             "S*": [list(first), list(second)], "measured": measured, "predicted": predicted,
+                             "verdict": verdict(predicted, measured)})
     return rows
 
 
 def panels(cells: list[dict]) -> list[dict]:
-    """Per arm and total lines with two cells or more, S* against tau, measured with its interval next to the
-    per-skill form 1 / (|Z_hat|^-H G B) + L (L: :func:`~ra3lab.studies.codeworld_plan.sweep_lock_in`); a threshold
-    never reached is drawn at the budget."""
+    """Per comparison (equal H x tau, then equal H), group of two cells or more and arm: S* against tau, measured
+    with its interval next to the per-skill form 1 / (|Z_hat|^-H G B) + L (L:
+    :func:`~ra3lab.studies.codeworld_plan.sweep_lock_in`); a threshold never reached is drawn at the budget."""
     lock, budget = sweep_lock_in(cells), max(cell["rlvr_steps"] for cell in cells)
-    groups: dict[float, list[dict]] = {}
-    for cell in cells:
-        groups.setdefault(float(np.prod(shape(cell))), []).append(cell)
     items = []
-    for total, group in sorted(groups.items()):
-        if len(group) < 2:
-            continue
-        group.sort(key=lambda cell: shape(cell)[1])
-        arms = [arm for arm in group[0]["steps_to_threshold"]["absolute"]
-                if all(arm in cell["steps_to_threshold"]["absolute"] for cell in group)]
-        for arm in arms:
-            rows = [interval(cell["steps_to_threshold"]["absolute"][arm]) for cell in group]
-            items.append({"name": f"S*, {arm}, H x tau = {total:g}", "x": [shape(cell)[1] for cell in group],
-                          "xlabel": "tau (lines per skill)", "ylabel": "RLVR steps to threshold",
-                          "measured": [at_budget(row[0], budget) for row in rows],
-                          "low": [at_budget(row[1], budget) for row in rows],
-                          "high": [at_budget(row[2], budget) for row in rows],
-                          "predicted": {"per skill: 1/(P0 G B) + L": [
-                              math.nan if math.isnan(lock) else at_budget(predicted_steps(cell, arm, lock), budget)
-                              for cell in group]}})
+    for at in ("H x tau", "H"):
+        groups: dict[float, list[dict]] = {}
+        for cell in cells:
+            groups.setdefault(held(cell, at), []).append(cell)
+        for value, group in sorted(groups.items()):
+            if len(group) < 2:
+                continue
+            group.sort(key=lambda cell: shape(cell)[1])
+            for arm in shared_arms(group):
+                rows = [interval(cell["steps_to_threshold"]["absolute"][arm]) for cell in group]
+                items.append({"name": f"S*, {arm}, {at} = {value:g}", "x": [shape(cell)[1] for cell in group],
+                              "xlabel": "tau (lines per skill)", "ylabel": "RLVR steps to threshold",
+                              "measured": [at_budget(row[0], budget) for row in rows],
+                              "low": [at_budget(row[1], budget) for row in rows],
+                              "high": [at_budget(row[2], budget) for row in rows],
+                              "predicted": {"per skill: 1/(P0 G B) + L": [
+                                  math.nan if math.isnan(lock) else at_budget(predicted_steps(cell, arm, lock), budget)
+                                  for cell in group]}})
     return items
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    """The verdicts of :func:`judge` as a table: a row per pair and arm, S* of each cell with its interval."""
-    records = {f"{row['arm']}: (H, tau) {row['H'][0]}x{row['tau'][0]:g} -> {row['H'][1]}x{row['tau'][1]:g}": {
-        "decides": row["decides"],
-        **{key: value for cell, (point, low, high) in zip(("S* smaller tau", "S* larger tau"), row["S*"])
-           for key, value in ((cell, point), (f"{cell}_low", low), (f"{cell}_high", high))},
-        "measured": row["measured"], "predicted": row["predicted"], "verdict": row["verdict"]} for row in rows}
+    """The verdicts of :func:`judge` as a table: a row per comparison, pair and arm, S* of each cell with its
+    interval."""
+    records = {f"{row['arm']} at equal {row['at']}: {row['H'][0]}x{row['tau'][0]:g} -> {row['H'][1]}x{row['tau'][1]:g}":
+               {"decides": row["decides"],
+                **{key: value for cell, (point, low, high) in zip(("S* smaller tau", "S* larger tau"), row["S*"])
+                   for key, value in ((cell, point), (f"{cell}_low", low), (f"{cell}_high", high))},
+                "measured": row["measured"], "predicted": row["predicted"], "verdict": row["verdict"]}
+               for row in rows}
     frame = pd.DataFrame.from_dict(records, orient="index")
-    frame.index.name = "arm: cells"
+    frame.index.name = "arm, comparison: H x tau -> H x tau"
     return frame
