@@ -30,6 +30,7 @@ import argparse
 import inspect
 import json
 import re
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -74,14 +75,23 @@ def cmd_run(args) -> dict:
     check_launcher(args.launcher, args.profile, None, args.slurm)   # local: no profile, no --slurm
     check(args.timeout is None, "timeout", args.timeout, "--timeout bounds the wait for a job: --launcher slurm")
     config = compose_experiment(args.experiment, args.overrides, quick=args.quick)
+    from ra3lab.sweep.job import run_argv, spans_processes
+
+    launches = spans_processes(config)
+    argv = run_argv(args.experiment, args.overrides, args.quick, args.force)
     if args.dry_run:
         from ra3lab.execute import prepare
+        from ra3lab.runtime import check_machine, launch_command
 
+        if launches:
+            check_machine(config.runtime)
         run = prepare(args.experiment, config)
-        return {"experiment": args.experiment, "dry_run": True, "run_dir": str(run.path), "done": run.done}
-    from ra3lab.execute import execute
+        launch = {"launch": launch_command(config.runtime, argv)} if launches else {}
+        return {"experiment": args.experiment, "dry_run": True, "run_dir": str(run.path), "done": run.done, **launch}
+    from ra3lab.execute import execute, launch_locally
 
-    return execute(args.experiment, config, force=args.force)
+    return launch_locally(args.experiment, config, argv) if launches else execute(args.experiment, config,
+                                                                                   force=args.force)
 
 
 def cmd_theory_check(args) -> dict:
@@ -126,6 +136,8 @@ def render_run(summary: dict) -> None:
         return
     print(f"[dry run] run {summary['experiment']}: {summary['run_dir']} ({'done' if summary['done'] else 'not done'})")
     print_sbatch(summary["sbatch"], "would submit one job")
+    if "launch" in summary:
+        print("each node's task would start its processes with:\n" + shlex.join(summary["launch"]["per node"]))
 
 
 def print_sbatch(sbatch: dict, what: str) -> None:

@@ -7,6 +7,7 @@ and a last line when work that took that long ends.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sized
@@ -16,8 +17,9 @@ EVERY_S = 5.0     # seconds between two plain progress lines
 
 
 def say(topic: str, message: str) -> None:
-    """Write ``ra3lab <topic>: <message>`` to stderr."""
-    print(f"ra3lab {topic}: {message}", file=sys.stderr, flush=True)
+    """Write ``ra3lab <topic>: <message>`` to stderr; in a launch of several processes only rank 0 speaks."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"ra3lab {topic}: {message}", file=sys.stderr, flush=True)
 
 
 def duration(seconds: float) -> str:
@@ -55,7 +57,7 @@ def progress(items: Iterable, topic: str, description: str, *, total: int | None
     (default :data:`EVERY_S`)."""
     if total is None and isinstance(items, Sized):
         total = len(items)
-    if not enabled:
+    if not enabled or os.environ.get("RANK", "0") != "0":    # in a launch of several processes, rank 0 reports
         yield from items
     elif sys.stderr.isatty():
         from rich.console import Console

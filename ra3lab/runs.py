@@ -67,7 +67,7 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-NOT_IDENTITY = ("tracking",)   # top-level keys that say where a run reports, not what it computes
+NOT_IDENTITY = ("tracking", "runtime")   # top-level keys that say where a run reports and computes, not what
 
 
 def run_id(config: DictConfig) -> str:
@@ -153,6 +153,8 @@ class Run:
         lines = metrics.read_text().splitlines(keepends=True) if metrics.exists() else []
         kept = lines[: self._checkpoint["metric_lines"]]
         metrics.write_text("".join(kept))
+        from ra3lab.runtime import describe
+
         previous = self.path / "provenance.json"
         resumes = json.loads(previous.read_text()).get("resumes", -1) + 1 if previous.exists() and kept else 0
         self._provenance = {
@@ -165,6 +167,7 @@ class Run:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self._started)),
             "resumes": resumes,
             "upstream": OmegaConf.to_container(self.config.upstream) if "upstream" in self.config else {},
+            "runtime": describe(self.config.get("runtime")),
         }
         atomic_write(previous, json.dumps(self._provenance, indent=2))
         self._set_status("running")

@@ -2,7 +2,7 @@
 
 A study is a stage when its module defines ``upstream(config) -> {role: (experiment, config)}``: the runs it
 consumes, each given by a config of that run's experiment. It may also define ``keys(config)``: the dotted
-keys its results depend on. Its run then stores only those keys (and ``study``, ``seed``, ``threads``) plus
+keys its results depend on. Its run then stores only those keys (and ``study``, ``seed``, ``threads``, ``runtime``) plus
 ``upstream: {role: "<experiment>/<run id>"}``, and its run id is the hash of that: two configs that differ
 only in keys a stage ignores share its run, and a changed upstream changes every id downstream. Lineage is
 recorded as run ids relative to the runs root, never as paths.
@@ -31,7 +31,7 @@ from ra3lab.errors import ConfigError, check
 from ra3lab.log import say
 from ra3lab.runs import Run, run_id
 
-ALWAYS = ("study", "seed", "threads")   # kept by every stage: which code runs, its seed, its torch threads
+ALWAYS = ("study", "seed", "threads", "runtime")   # kept by every stage: its code, seed, threads and devices
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,10 @@ def plan(experiment: str, config: DictConfig, validate: bool = True, _chain: tup
             from ra3lab.tracking import check_tracking
 
             check_tracking(config)
+        if "runtime" in config:
+            from ra3lab.runtime import validate as check_runtime
+
+            check_runtime(config.runtime)
     consumed = module.upstream(config) if hasattr(module, "upstream") else {}
     upstream = {role: plan(name, stage_config, validate, (*_chain, here))
                 for role, (name, stage_config) in consumed.items()}

@@ -57,6 +57,12 @@ def test_per_skill_arms_fall_with_tau_at_equal_total_lines_and_per_line_arms_ris
     assert row["H"] == [H1, H2] and row["tau"] == [float(tau1), float(tau2)]
 
 
+def test_a_study_a_gate_stopped_stops_the_verdicts_of_its_pairs():
+    stopped = {**cell(4, 2, {"dsl": (None, 30, None)}), "gates_passed": False}
+    (row,) = plan_horizon.judge([stopped, cell(2, 4, {"dsl": (6, 4, 8)})])
+    assert (row["measured"], row["verdict"], row["gates_passed"]) == ("falls", "stopped", [False, True])
+
+
 def test_an_arm_missing_from_a_cell_is_not_judged_there():
     rows = plan_horizon.judge([cell(4, 2, {"ntp": (6, 4, 8), "dsl": (9, 8, 10)}), cell(2, 4, {"ntp": (6, 4, 8)})])
     assert [row["arm"] for row in rows] == ["ntp"]

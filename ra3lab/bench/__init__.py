@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ra3lab.bench import estep, mdp, pipeline, reward, sweep
+from ra3lab.bench import estep, mdp, pipeline, reward, scaling, sweep
 
-BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run, "reward": reward.run, "pipeline": pipeline.run}
+BENCHMARKS = {"mdp": mdp.run, "sweep": sweep.run, "estep": estep.run, "reward": reward.run, "pipeline": pipeline.run,
+              "scaling": scaling.run}

@@ -31,6 +31,7 @@ from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
 from ra3lab.ra3.infuse import infuse
 from ra3lab.ra3.metrics import thought_stats
 from ra3lab.runs import atomic_write
+from ra3lab.runtime import from_main, place
 
 Progress = Callable[[str], None]
 Track = Callable[[int, dict], None]     # (step, {tag: value}) of the training curves, e.g. ra3lab.tracking.Scalars
@@ -72,14 +73,16 @@ def mstep_log(track: Track | None, k: int, config: DictConfig) -> Callable[[int,
 
 
 def train_on(model, codec: LineCodec, programs: list[list[str]], steps: int, batch_size: int, lr: float, seed: int,
-             log=None, eos: bool = False) -> list[float]:
+             log=None, eos: bool = False, runtime: DictConfig | None = None) -> list[float]:
     """Next-token prediction of ``model`` on programs (lists of lines), each cut to the model's context;
     the M-step, the NTP arm and pre-training. ``eos``: end every program with the eos token, so that a model
     trained on whole functions learns where one ends (and stops there when it generates); leave it off for
-    snippets cut anywhere. Returns the per-step losses."""
+    snippets cut anywhere. ``runtime``: the run's devices and processes (:func:`~ra3lab.lm.train.train_ntp`).
+    Returns the per-step losses."""
     context = model.config.max_position_embeddings
     sequences = [(codec.encode_lines(program)[0] + [codec.eos_id] * eos)[:context] for program in programs]
-    return train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
+    return train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log,
+                     runtime=runtime)
 
 
 def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, estep: EStepConfig, c: float,
@@ -88,7 +91,8 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
     as ``config.midtrain`` says; returns (pi after the last round, per-round metrics). ``track``: see the module
     docstring."""
     done, rounds = last_round(folder)
-    pi = copy.deepcopy(base) if done == 0 else load_model(round_folder(folder, done - 1))
+    pi = copy.deepcopy(base) if done == 0 else place(load_model(round_folder(folder, done - 1)), config.get("runtime"),
+                                                    training=True)
     for k in range(done, config.midtrain.rounds):
         curve: list[dict] = []
 
@@ -105,6 +109,7 @@ def ra3(base, tokenizer, codec: LineCodec, corpus: Corpus, config: DictConfig, e
             infused = infuse(q, codec, corpus, seed_k, estep)
         else:                       # BoLT-style: importance resampling from pi itself, no RL
             infused = infuse(pi, codec, corpus, seed_k, estep, pi=pi, c=c)
+        infused = from_main(infused)        # in a launch of several processes, all train on rank 0's corpus
         stats = thought_stats(infused, corpus.decisions, codec, corpus.truth)
         progress(f"round {k + 1}: infused {len(infused)} snippets, thought rate {stats['rate']:.2f}; M-step")
         losses = m_step(pi, codec, [rollout.lines for rollout in infused], config, seed_k,
@@ -121,7 +126,8 @@ def m_step(pi, codec: LineCodec, programs: list[list[str]], config: DictConfig, 
     """One round's next-token prediction of ``pi`` on ``programs`` (midtrain.steps_per_round steps; an eos after
     each program when midtrain.eos); ``log``: :func:`train_on`'s."""
     return train_on(pi, codec, programs, config.midtrain.steps_per_round, config.midtrain.batch_size,
-                    config.midtrain.lr, seed, log=log, eos=config.midtrain.get("eos", False))
+                    config.midtrain.lr, seed, log=log, eos=config.midtrain.get("eos", False),
+                    runtime=config.get("runtime"))
 
 
 def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: DictConfig, folder: Path,
@@ -129,7 +135,7 @@ def ntp(base, tokenizer, codec: LineCodec, programs: list[list[str]], config: Di
     """Plain next-token prediction on the same corpus, in as many rounds as RA3 with the same M-steps and seeds;
     ``track``: see the module docstring."""
     if (folder / "metrics.json").exists():
-        return load_model(folder)
+        return place(load_model(folder), config.get("runtime"), training=True)
     pi = copy.deepcopy(base)
     losses = [m_step(pi, codec, programs, config, round_seed(seed, k), mstep_log(track, k, config))
               for k in range(config.midtrain.rounds)]

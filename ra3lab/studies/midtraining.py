@@ -29,6 +29,7 @@ from ra3lab.log import say
 from ra3lab.ra3 import em
 from ra3lab.ra3.arms import BASE, Arm
 from ra3lab.ra3.estep import Corpus, EStepConfig
+from ra3lab.runtime import place
 
 REMAINDER = "random"     # the arm trained last, matched to an RA3 arm's thought counts
 NAMED = ("name", "dtype")    # model keys that name a trained model (ra3_corpus), not the tiny model's shape
@@ -88,9 +89,9 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
     """The tiny base model pre-trained on ``programs``; loaded from ``folder`` when saved before. ``track``, where
     given, gets the loss as ``pretrain/loss`` every 10 steps."""
     if (folder / "metrics.json").exists():
-        return load_model(folder)
+        return place(load_model(folder), config.get("runtime"), training=True)
     shape = {key: value for key, value in config.model.items() if key not in NAMED}
-    model = build_model(tokenizer, **shape, seed=config.seed)
+    model = place(build_model(tokenizer, **shape, seed=config.seed), config.get("runtime"), training=True)
     say("mid-training", f"pre-training the base model ({model.num_parameters() / 1e6:.2f}M parameters) for "
                         f"{config.pretrain.steps} steps")
 
@@ -101,7 +102,7 @@ def pretrained_base(config: DictConfig, tokenizer, codec: LineCodec, programs: l
             track(step, {"pretrain/loss": loss})
 
     losses = em.train_on(model, codec, programs, config.pretrain.steps, config.pretrain.batch_size, config.pretrain.lr,
-                         config.seed, eos=config.midtrain.eos, log=log)
+                         config.seed, eos=config.midtrain.eos, log=log, runtime=config.get("runtime"))
     em.save_round(model, tokenizer, folder, {"loss": losses[-1]})
     return model
 

@@ -13,8 +13,9 @@ pair, read from the smaller tau to the larger. Per pair and arm, S* of the two c
 intervals over seeds) gives the measured direction: ``falls`` where the larger tau's interval lies wholly below the
 smaller's, ``rises`` where wholly above, ``unchanged`` where they overlap. The verdict is ``holds`` where measured
 and predicted agree, ``undecided`` where a direction was predicted and the intervals overlap (the pair is too weak to
-tell), ``contradicted`` otherwise. An ``unchanged`` that holds is a null: it holds the more easily the wider the
-intervals.
+tell), ``contradicted`` otherwise, and ``stopped`` where a gate stopped either study (:mod:`ra3lab.studies.gates`:
+the base cannot write the skills, or RL does not learn). An ``unchanged`` that holds is a null: it holds the more
+easily the wider the intervals.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ def direction(first: tuple[float, float, float], second: tuple[float, float, flo
     return UNCHANGED
 
 
-def verdict(predicted: str, measured: str) -> str:
+def verdict(predicted: str, measured: str, gated: bool = True) -> str:
     """``holds`` where they agree; ``undecided`` where a direction was predicted and the intervals overlap;
-    ``contradicted`` otherwise."""
+    ``contradicted`` otherwise; ``stopped`` where a gate stopped either study (not ``gated``): its curves compare
+    nothing."""
+    if not gated:
+        return "stopped"
     if predicted == measured:
         return "holds"
     return "undecided" if measured == UNCHANGED else "contradicted"
@@ -92,11 +96,12 @@ def judge(cells: list[dict]) -> list[dict]:
             for arm in shared_arms([a, b]):
                 first, second = (interval(cell["steps_to_threshold"]["absolute"][arm]) for cell in (a, b))
                 per_skill, measured = decides_per_skill(arm), direction(first, second)
-                predicted = PREDICTED[at, per_skill]
+                predicted, gated = PREDICTED[at, per_skill], all(cell.get("gates_passed", True) for cell in (a, b))
                 rows.append({"at": at, "arm": arm, "decides": "per skill" if per_skill else "per line",
                              "H": [shape(a)[0], shape(b)[0]], "tau": [shape(a)[1], shape(b)[1]],
                              "S*": [list(first), list(second)], "measured": measured, "predicted": predicted,
-                             "verdict": verdict(predicted, measured)})
+                             "gates_passed": [cell.get("gates_passed", True) for cell in (a, b)],
+                             "verdict": verdict(predicted, measured, gated)})
     return rows
 
 

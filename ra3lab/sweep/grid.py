@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ra3lab.config import compose_points
 from ra3lab.errors import ConfigError, check
@@ -66,6 +66,10 @@ def plan(name: str, overrides: list[str] | tuple[str, ...] = (), quick: bool = F
         spec = replace(spec, quick=True)
     points = expand(spec)
     configs = compose_points(spec.experiment, [list(point.overrides) for point in points], quick=spec.quick)
+    for config in configs:
+        check("runtime" not in config or config.runtime.processes * config.runtime.nodes == 1, "runtime.processes",
+              OmegaConf.select(config, "runtime.processes"), "a sweep runs each of its runs in one process (a run "
+              "over several is `ra3lab run ... runtime.processes=N`): set runtime.processes=1 runtime.nodes=1")
     roots = [stage_plan(spec.experiment, config, validate=False) for config in configs]
     seen: dict[str, int] = {}
     for i, (point, root) in enumerate(zip(points, roots)):

@@ -94,22 +94,23 @@ def _submit_command(folder: Path, python: str) -> str:
     return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
 
 
-def sbatch_script(profile: dict, folder: Path, n_tasks: int, job_name: str = "ra3lab") -> str:
-    """The exact sbatch script an array of ``n_tasks`` would be submitted with (nothing is submitted)."""
+def sbatch_script(profile: dict, folder: Path, n_tasks: int, job_name: str = "ra3lab", nodes: int = 1) -> str:
+    """The exact sbatch script an array of ``n_tasks`` would be submitted with, each task on ``nodes`` nodes
+    (nothing is submitted)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
     folder = Path(folder).expanduser().absolute()
-    params = executor_parameters(profile, job_name)
+    params = executor_parameters(profile, job_name, nodes)
     return _make_sbatch_string(command=_submit_command(folder, python_command(profile)), folder=folder,
                                map_count=n_tasks if n_tasks > 1 else None, **params)
 
 
-def _executor(profile: dict, folder: Path, job_name: str):
+def _executor(profile: dict, folder: Path, job_name: str, nodes: int = 1):
     import submitit
 
     executor = submitit.SlurmExecutor(folder=folder, python=python_command(profile))
     try:
-        executor.update_parameters(**executor_parameters(profile, job_name))
+        executor.update_parameters(**executor_parameters(profile, job_name, nodes))
     except ValueError as error:
         raise ConfigError("profile", profile["name"], str(error).splitlines()[0]) from None
     return executor
@@ -125,10 +126,11 @@ def _error_line(text: str) -> str:
 class SlurmBatch:
     """One array job; :meth:`wait` collects the outcomes."""
 
-    def __init__(self, fn: Callable, kwargs_list: list[dict], profile: dict, folder: Path, job_name: str):
+    def __init__(self, fn: Callable, kwargs_list: list[dict], profile: dict, folder: Path, job_name: str,
+                 nodes: int = 1):
         from submitit.core.utils import FailedJobError
 
-        executor = _executor(profile, folder, job_name)
+        executor = _executor(profile, folder, job_name, nodes)
         try:
             with executor.batch():
                 jobs = [executor.submit(fn, **kwargs) for kwargs in kwargs_list]
@@ -256,17 +258,19 @@ class LocalBatch:
 # --- the entry points ---------------------------------------------------------------------------
 
 def submit(fn: Callable, kwargs_list: list[dict], *, launcher: str = "local", profile: str | dict | None = None,
-           folder: str | Path, workers: int | None = None, job_name: str = "ra3lab") -> LocalBatch | SlurmBatch:
+           folder: str | Path, workers: int | None = None, job_name: str = "ra3lab",
+           nodes: int = 1) -> LocalBatch | SlurmBatch:
     """Start ``fn(**kwargs)`` for every kwargs: a process pool (``workers``, default the cores) or one
-    SLURM array job with the resources of ``profile`` (a name in slurm/profiles/, a path or a loaded profile).
-    ``folder`` holds submitit's pickles and logs (SLURM only). Returns a batch to :meth:`wait` on."""
+    SLURM array job with the resources of ``profile`` (a name in slurm/profiles/, a path or a loaded profile),
+    each task on ``nodes`` nodes (one SLURM task per node). ``folder`` holds submitit's pickles and logs (SLURM
+    only). Returns a batch to :meth:`wait` on."""
     check(len(kwargs_list) > 0, "kwargs_list", [], "nothing to launch")
     loaded = check_launcher(launcher, profile, workers)
     if launcher == "local":
         return LocalBatch(fn, kwargs_list, min(workers or default_workers(), len(kwargs_list)))
     assert loaded is not None, "check_launcher loads the profile for slurm"
     check_cluster(loaded)
-    return SlurmBatch(fn, kwargs_list, loaded, Path(folder), job_name)
+    return SlurmBatch(fn, kwargs_list, loaded, Path(folder), job_name, nodes)
 
 
 def launch(fn: Callable, kwargs_list: list[dict], *, launcher: str = "local", profile: str | dict | None = None,

@@ -29,6 +29,8 @@ PROFILE_KEYS = {
     "array_parallelism": Key((int,), "sbatch --array=0-(N-1)%P: at most P tasks of the array run at once"),
     "signal_delay_s": Key((int,), "sbatch --signal=USR2@S: seconds before the time limit that a task is told to "
                                   "checkpoint and requeue (default 90; SLURM may send it up to 60 s earlier)"),
+    "nodes": Key((int,), "the most nodes one run may span (its runtime.nodes: sbatch --nodes, one task per node); "
+                         "default 1"),
     "setup": Key((list,), "shell lines run before the job (module load ..., source venv/bin/activate)", items=str),
     "python": Key((str,), "the command that starts Python on the compute node, after the setup lines "
                           "(default: python, as the setup's environment finds it)"),
@@ -112,7 +114,7 @@ def load_profile(name: str | None, overrides: list[str] | tuple[str, ...] = ()) 
     def field(key: str) -> str:
         return fields.get(key, f"{name}.{key}")
 
-    for key in ("cpus_per_task", "timeout_min", "array_parallelism"):
+    for key in ("cpus_per_task", "timeout_min", "array_parallelism", "nodes"):
         check(profile.get(key, 1) >= 1, field(key), profile.get(key), "must be >= 1")
     limit_s = 60 * profile.get("timeout_min", DEFAULT_TIMEOUT_MIN)
     check(1 <= profile.get("signal_delay_s", 1) < limit_s, field("signal_delay_s"), profile.get("signal_delay_s"),
@@ -126,8 +128,9 @@ def python_command(profile: dict) -> str:
     return profile.get("python") or DEFAULT_PYTHON
 
 
-def executor_parameters(profile: dict, job_name: str) -> dict:
-    """submitit ``SlurmExecutor.update_parameters`` keywords for ``profile`` (its sbatch names)."""
+def executor_parameters(profile: dict, job_name: str, nodes: int = 1) -> dict:
+    """submitit ``SlurmExecutor.update_parameters`` keywords for ``profile`` (its sbatch names), for a job on
+    ``nodes`` nodes: one task per node, whose run starts that node's processes (:mod:`ra3lab.runtime`)."""
     params = {
         "job_name": job_name,
         "partition": profile["partition"],
@@ -140,6 +143,7 @@ def executor_parameters(profile: dict, job_name: str) -> dict:
         "array_parallelism": profile.get("array_parallelism", 256),
         "setup": list(profile.get("setup") or []) or None,
         "additional_parameters": dict(profile.get("additional") or {}) or None,
+        **({"nodes": nodes, "ntasks_per_node": 1} if nodes > 1 else {}),
     }
     if profile.get("mem_gb") is not None:
         from submitit.slurm.slurm import _convert_mem

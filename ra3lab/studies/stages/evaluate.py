@@ -18,6 +18,7 @@ from ra3lab.log import say
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import names_intent, names_next_lines
 from ra3lab.ra3.rollout import sample_thoughts
+from ra3lab.runtime import place
 from ra3lab.studies.common import make_env
 from ra3lab.studies.mediators import plan_profile
 from ra3lab.studies.midtraining import evaluate_arm
@@ -77,7 +78,7 @@ def plan_describer(source: PlanSource) -> Callable[[Evaluation], dict]:
 def run(config: DictConfig, run) -> dict:
     transformers.utils.logging.disable_progress_bar()
     arm, folder = arm_of(config), model_path(config, "model")
-    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    model, tokenizer = place(load_model(folder), config.get("runtime")), load_tokenizer(folder)
     source, codec = source_of(config), LineCodec(tokenizer, model.config.vocab_size)
     held, (tasks, suffix), thought_tokens = source.heldout(), source.tasks(), int(config.estep.max_thought_tokens)
     with SandboxPool(workers=config.eval.workers) as pool:

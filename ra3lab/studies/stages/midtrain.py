@@ -20,6 +20,7 @@ from ra3lab.lm import LineCodec, load_model, load_tokenizer
 from ra3lab.log import say
 from ra3lab.ra3.arms import Arm
 from ra3lab.ra3.estep import EStepConfig
+from ra3lab.runtime import place
 from ra3lab.stages import upstream_dir
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.midtraining import arm_model, ra3_placements
@@ -72,7 +73,7 @@ def run(config: DictConfig, run) -> dict:
     arm, base_dir = arm_of(config), model_path(config, "base")
     if arm.kind == "base":
         return {"arm": arm.name, "model": str(base_dir.relative_to(runs_root())), "training": {}}
-    base, tokenizer = load_model(base_dir), load_tokenizer(base_dir)
+    base, tokenizer = place(load_model(base_dir), config.get("runtime"), training=True), load_tokenizer(base_dir)
     source = source_of(config)
     references = source.references()
     if arm.name == "random":

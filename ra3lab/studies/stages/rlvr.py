@@ -19,6 +19,7 @@ from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.log import say
 from ra3lab.rlvr import RLVRConfig, train_rlvr
 from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.runtime import processes
 from ra3lab.stats import area_under_curve
 from ra3lab.studies import codeworld_ra3
 from ra3lab.studies.common import make_env
@@ -70,6 +71,10 @@ def validate(config: DictConfig) -> None:
     codeworld_ra3.validate_pipeline(config)
     check(isinstance(config.rlvr.seed, int), "rlvr.seed", config.rlvr.seed, "must be an integer")
     check_rlvr(config, block(config, "rlvr"), block(config, "rlvr_eval"))
+    if "runtime" in config:
+        check(processes(config.runtime) == 1, "runtime.processes", config.runtime.processes,
+              "GRPO runs in one process so far (the pre-training, mid-training and evaluation stages run over "
+              "several): run the rlvr stage with runtime.processes=1 runtime.nodes=1")
 
 
 def task_sets(config: DictConfig) -> tuple[list[dict], list[dict]]:

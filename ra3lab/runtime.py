@@ -1,0 +1,203 @@
+"""Where one run computes and over how many processes: the ``runtime`` block of every model experiment.
+
+``runtime.device`` (auto | cpu | cuda) and ``runtime.dtype`` (auto | fp32 | bf16) place every model a stage builds
+or loads (:func:`place`): auto is the first visible GPU of the process (its ``LOCAL_RANK``) or the CPU, and bf16 on a
+GPU that supports it, else fp32. ``runtime.compile`` wraps training models in ``torch.compile``.
+
+One run over several processes is data parallel on Hugging Face accelerate (DDP: every process holds the model,
+gradients are averaged; ``runtime.strategy`` fsdp or deepspeed name the accelerate configs shipped in
+``slurm/accelerate/``): ``runtime.processes`` per node on ``runtime.nodes`` nodes, started by ``runtime.launcher``
+(``accelerate launch`` or ``torchrun``) around ``python -m ra3lab.cli``. Every process runs the whole study; the
+training loops split each global batch by rank (:func:`shard`), so the numbers match one process with the same
+global batch up to the order of float sums, and the run directory is written by rank 0 alone
+(:mod:`ra3lab.execute`). Resuming on another number of processes continues from the same checkpoint: under DDP
+the model and optimizer states are the same in every process, and the batches depend only on the seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from omegaconf import DictConfig
+
+from ra3lab.errors import check, check_choice
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
+LAUNCHERS = ("none", "accelerate", "torchrun")
+STRATEGIES = ("ddp", "fsdp", "deepspeed")
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "slurm" / "accelerate"   # <strategy>.yaml
+DEFAULT_PORT = 29500
+T = TypeVar("T")
+
+
+def world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) of this process, as torchrun and accelerate launch set them; (0, 1, 0) alone."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def is_main() -> bool:
+    """Whether this process writes the run directory: rank 0, or the only process."""
+    return world()[0] == 0
+
+
+def from_main(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object), told to every process of the launch (a barrier too); ``value``
+    itself in a process alone."""
+    if world()[1] == 1:
+        return value
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise RuntimeError("processes agree once their accelerator joined the launch's process group: call "
+                           "accelerator(runtime) first")
+    told = [value]
+    dist.broadcast_object_list(told, src=0)
+    return told[0]
+
+
+def barrier() -> None:
+    """Wait until every process of the launch is here (nothing in a process alone)."""
+    from_main(None)
+
+
+def processes(runtime: DictConfig) -> int:
+    """The processes a run asks for over all its nodes."""
+    return int(runtime.processes) * int(runtime.nodes)
+
+
+def validate(runtime: DictConfig, field: str = "runtime") -> None:
+    """ConfigError naming the key and its fix for a runtime block no machine could honour, before any work."""
+    check_choice(f"{field}.device", runtime.device, DEVICES)
+    check_choice(f"{field}.dtype", runtime.dtype, tuple(DTYPES))
+    check_choice(f"{field}.launcher", runtime.launcher, LAUNCHERS)
+    check_choice(f"{field}.strategy", runtime.strategy, STRATEGIES)
+    for key in ("processes", "nodes"):
+        value = runtime[key]
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, f"{field}.{key}", value,
+              "must be an integer >= 1")
+    check(processes(runtime) == 1 or runtime.launcher != "none", f"{field}.launcher", runtime.launcher,
+          f"{processes(runtime)} processes need a launcher: runtime.launcher=accelerate (or torchrun)")
+    check(runtime.strategy == "ddp" or (runtime.launcher == "accelerate" and runtime.device != "cpu"),
+          f"{field}.strategy", runtime.strategy, "FSDP and DeepSpeed are accelerate configs that shard models over "
+          "GPUs: runtime.launcher=accelerate on GPUs, or ddp")
+    check(runtime.strategy != "fsdp" or not runtime.compile, f"{field}.compile", runtime.compile,
+          "torch.compile under FSDP is set in its accelerate config: set runtime.compile=false")
+
+
+def check_machine(runtime: DictConfig, gpus: int | None = None, field: str = "runtime") -> None:
+    """ConfigError naming the key and its fix where the machine the run will execute on cannot honour ``runtime``.
+    ``gpus``: GPUs per node there (a SLURM profile's ``gpus_per_node``); None: this machine, which must then
+    hold every process (one node)."""
+    validate(runtime, field)
+    here = gpus is None
+    check(not here or runtime.nodes == 1, f"{field}.nodes", runtime.nodes,
+          "a run over several nodes is launched by SLURM: add --launcher slurm --profile <yours>")
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    where = "this machine has" if here else "the profile's gpus_per_node gives"
+    cuda = runtime.device == "cuda" or (runtime.device == "auto" and gpus > 0)
+    check(runtime.device != "cuda" or gpus > 0, f"{field}.device", runtime.device,
+          f"{where} no GPU: use runtime.device=auto (or cpu)" + ("" if here else ", or a profile with GPUs"))
+    check(not cuda or runtime.processes <= gpus, f"{field}.processes", runtime.processes,
+          f"{where} {gpus} GPUs per node: at most one process each")
+    check(runtime.strategy == "ddp" or cuda, f"{field}.strategy", runtime.strategy,
+          f"{where} no GPU to shard the model over: use runtime.strategy=ddp")
+    if runtime.strategy == "deepspeed" and here:
+        check(importlib.util.find_spec("deepspeed") is not None, f"{field}.strategy", runtime.strategy,
+              "DeepSpeed is not installed here: pip install deepspeed, or use runtime.strategy=fsdp")
+    if runtime.dtype == "bf16" and here:
+        check(torch.cuda.is_bf16_supported() if cuda else torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+              f"{field}.dtype", runtime.dtype, f"this {'GPU' if cuda else 'CPU'} has no bfloat16 support: use "
+              "runtime.dtype=fp32 (or auto)")
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device of ``device`` (auto: this process's GPU where one is visible, else the CPU)."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", world()[2] % max(torch.cuda.device_count(), 1))
+
+
+def resolve_dtype(runtime: DictConfig) -> torch.dtype | None:
+    """The dtype models are placed in: bf16 on a GPU that has it for auto; None (keep the model's) otherwise."""
+    if runtime.dtype == "auto":
+        cuda = resolve_device(runtime.device).type == "cuda"
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else None
+    return DTYPES[runtime.dtype]
+
+
+def place(model, runtime: DictConfig | None, training: bool = False):
+    """``model`` moved to the runtime's device, and to its dtype unless ``training`` (a model being trained keeps its
+    float32 weights; :func:`accelerator` computes in bf16 under autocast). Unchanged without a runtime block."""
+    if runtime is None:
+        return model
+    dtype = None if training else resolve_dtype(runtime)
+    return model.to(device=resolve_device(runtime.device), **({"dtype": dtype} if dtype is not None else {}))
+
+
+def describe(runtime: DictConfig | None) -> dict:
+    """What a run computed on, for its provenance: the processes of the launch, and the device and dtype its models
+    were placed in (None without a runtime block)."""
+    if runtime is None:
+        return {"processes": world()[1]}
+    dtype = resolve_dtype(runtime)
+    return {"processes": world()[1], "device": str(resolve_device(runtime.device)),
+            "dtype": "as built" if dtype is None else str(dtype).removeprefix("torch.")}
+
+
+def shard(rows: Sequence[int]) -> list[int]:
+    """This process's share of a global batch ``rows``: every world-size-th row from its rank."""
+    rank, size, _ = world()
+    return list(rows[rank::size])
+
+
+def accelerator(runtime: DictConfig | None):
+    """The process's :class:`accelerate.Accelerator` for ``runtime``: DDP over the launch's processes (gloo on CPUs),
+    bf16 autocast where the runtime's dtype is bf16; one process on the CPU without a runtime block."""
+    if runtime is None:
+        return _accelerator(True, "no")
+    cpu = resolve_device(runtime.device).type == "cpu"
+    return _accelerator(cpu, "bf16" if resolve_dtype(runtime) == torch.bfloat16 else "no")
+
+
+@functools.cache
+def _accelerator(cpu: bool, mixed_precision: str):
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now: where a launch on one machine meets, so that two launches do not."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_command(runtime: DictConfig, argv: Sequence[str], node_rank: str = "0", master_addr: str = "127.0.0.1",
+                   master_port: str = str(DEFAULT_PORT)) -> list[str]:
+    """The command that starts this node's processes of a run: ``runtime.launcher`` around
+    ``python -m ra3lab.cli <argv>``. The launcher sets no precision: each process's :func:`accelerator` takes it
+    from the runtime, on the node it runs on. On SLURM, ``node_rank``, ``master_addr`` and ``master_port`` are shell
+    expressions (``$SLURM_NODEID`` ...) the job script expands on each node."""
+    nodes, per_node = int(runtime.nodes), int(runtime.processes)
+    module = ["-m", "ra3lab.cli", *argv]
+    if runtime.launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={per_node}",
+                f"--node-rank={node_rank}", f"--master-addr={master_addr}", f"--master-port={master_port}", *module]
+    strategy = ACCELERATE_CONFIGS / f"{runtime.strategy}.yaml"
+    config = [] if runtime.strategy == "ddp" else ["--config_file", str(strategy)]
+    mode = ["--multi_gpu"] if runtime.strategy == "ddp" else []    # accelerate's torchrun launcher, CPUs included
+    return [sys.executable, "-m", "accelerate.commands.launch", *config, *mode, "--mixed_precision=no",
+            "--dynamo_backend=no", f"--num_processes={nodes * per_node}", f"--num_machines={nodes}",
+            f"--machine_rank={node_rank}", f"--main_process_ip={master_addr}", f"--main_process_port={master_port}",
+            *module]

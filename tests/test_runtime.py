@@ -1,0 +1,174 @@
+"""One run over several processes: the runtime block's checks, the launcher command lines, next-token training
+under DDP against one process with the same global batch, and a staged run launched over 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from ra3lab import runtime
+from ra3lab.cli import main
+from ra3lab.errors import ConfigError
+from ra3lab.sweep.job import check_span
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = OmegaConf.load(ROOT / "experiments" / "common" / "runtime.yaml")
+TRAIN = textwrap.dedent("""
+    import sys, torch
+    from omegaconf import OmegaConf
+    from ra3lab.lm import build_model, train_ntp, train_tokenizer
+    from ra3lab.runtime import world
+    lines = [f"x{i} = {i} + y * {i % 7}" for i in range(60)]
+    tokenizer = train_tokenizer(lines, vocab_size=300)
+    sequences = [tokenizer(line)["input_ids"] + [tokenizer.eos_token_id] for line in lines]
+    model = build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0)
+    losses = train_ntp(model, sequences, steps=12, batch_size=8, lr=1e-2, runtime=OmegaConf.load(sys.argv[2]))
+    if world()[0] == 0:
+        torch.save({"weights": model.state_dict(), "losses": losses}, sys.argv[1])
+""")
+
+
+def block(**changes) -> OmegaConf:
+    return OmegaConf.merge(DEFAULT, changes)
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"processes": 2}, "runtime.launcher"),                                      # several processes, no launcher
+    ({"processes": 0, "launcher": "torchrun"}, "runtime.processes"),
+    ({"device": "tpu"}, "runtime.device"),
+    ({"dtype": "fp16"}, "runtime.dtype"),
+    ({"strategy": "fsdp", "launcher": "torchrun", "processes": 2}, "runtime.strategy"),   # an accelerate config
+    ({"strategy": "fsdp", "launcher": "accelerate", "compile": True, "device": "cuda"}, "runtime.compile"),
+])
+def test_a_runtime_no_machine_could_honour_is_refused_by_its_key(changes, field):
+    with pytest.raises(ConfigError) as error:
+        runtime.validate(block(**changes))
+    assert error.value.field == field
+
+
+def test_this_machine_refuses_what_it_lacks_and_a_profile_what_it_does_not_give():
+    with pytest.raises(ConfigError) as error:                                    # one node here: SLURM spans more
+        runtime.check_machine(block(nodes=2, processes=1, launcher="torchrun"))
+    assert error.value.field == "runtime.nodes"
+    if not torch.cuda.is_available():
+        for changes, field in (({"device": "cuda"}, "runtime.device"),
+                               ({"strategy": "fsdp", "launcher": "accelerate"}, "runtime.strategy")):
+            with pytest.raises(ConfigError) as error:
+                runtime.check_machine(block(**changes))
+            assert error.value.field == field
+    runtime.check_machine(block(processes=8, nodes=2, launcher="accelerate", device="cuda"), gpus=8)   # a GPU node
+    profile = {"name": "gpu", "partition": "gpu", "gpus_per_node": 8, "nodes": 2}
+    config = OmegaConf.create({"runtime": block(processes=8, nodes=2, launcher="accelerate")})
+    assert check_span(config, profile) == 2
+    for runtime_changes, profile_changes, field in (
+            ({"nodes": 4}, {}, "runtime.nodes"),                                   # more nodes than the profile allows
+            ({"processes": 9}, {}, "runtime.processes"),                           # more processes than GPUs
+            ({"processes": 3}, {"gpus_per_node": None, "cpus_per_task": 2}, "runtime.processes")):   # than cores
+        config = OmegaConf.create({"runtime": block(launcher="accelerate", **{"nodes": 2, **runtime_changes})})
+        with pytest.raises(ConfigError) as error:
+            check_span(config, {**profile, **profile_changes})
+        assert error.value.field == field
+
+
+def test_launch_commands_rendezvous_at_the_first_node_with_every_process_counted():
+    two_nodes = block(processes=8, nodes=2, launcher="accelerate", device="cuda")
+    command = runtime.launch_command(two_nodes, ["run", "ra3_corpus"], "$SLURM_NODEID", "node01", "20042")
+    assert command[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in command
+    assert {"--num_processes=16", "--num_machines=2", "--machine_rank=$SLURM_NODEID", "--main_process_ip=node01",
+            "--main_process_port=20042"} <= set(command)
+    assert command[-4:] == ["-m", "ra3lab.cli", "run", "ra3_corpus"]
+    fsdp = runtime.launch_command(block(**{**two_nodes, "strategy": "fsdp"}), ["run", "x"])
+    assert fsdp[fsdp.index("--config_file") + 1] == str(ROOT / "slurm" / "accelerate" / "fsdp.yaml")
+    assert Path(fsdp[fsdp.index("--config_file") + 1]).is_file() and "--multi_gpu" not in fsdp
+    torchrun = runtime.launch_command(block(processes=2, launcher="torchrun"), ["run", "x"], "1", "node01", "29600")
+    assert torchrun[1:3] == ["-m", "torch.distributed.run"]
+    assert {"--nnodes=1", "--nproc-per-node=2", "--node-rank=1", "--master-addr=node01"} <= set(torchrun)
+
+
+def trained(tmp_path: Path, processes: int, name: str) -> dict:
+    """Weights and losses of the TRAIN script, in one process or launched over ``processes`` with torchrun."""
+    script, config, out = tmp_path / "train.py", tmp_path / f"{name}.yaml", tmp_path / f"{name}.pt"
+    script.write_text(TRAIN)
+    OmegaConf.save(block(device="cpu", processes=processes, launcher="torchrun"), config)
+    launcher = [] if processes == 1 else ["-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                                          f"--master-port={runtime.free_port()}"]
+    done = subprocess.run([sys.executable, *launcher, str(script), str(out), str(config)], cwd=ROOT, check=False,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(out)
+
+
+def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
+    one, two = trained(tmp_path, 1, "one"), trained(tmp_path, 2, "two")
+    assert two["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    for key, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=0, atol=1e-5)
+    moved = max((one["weights"][key] - trained_start).abs().max().item()        # and training moved the weights
+                for key, trained_start in initial_weights().items())
+    assert moved > 1e-2
+
+
+def initial_weights() -> dict:
+    from ra3lab.lm import build_model, train_tokenizer
+
+    lines = [f"x{i} = {i} + y * {i % 7}" for i in range(60)]
+    return build_model(train_tokenizer(lines, vocab_size=300), hidden=32, layers=2, heads=2, seed=0).state_dict()
+
+
+@pytest.mark.slow
+def test_a_staged_run_over_two_processes_matches_one_process_and_is_written_once(tmp_path, monkeypatch, capsys):
+    base = ["run", "pretrain", "--quick", "pretrain.steps=20", "--json"]
+    results = {}
+    for name, extra in (("one", []), ("two", ["runtime.launcher=torchrun", "runtime.processes=2"])):
+        monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / name))
+        assert main([*base, *extra]) == 0
+        results[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    one, two = (Path(results[name]["run_dir"]) for name in ("one", "two"))
+    assert one.name == two.name and results["two"]["processes"] == 2       # the runtime is not part of the run id
+    weights = [load_file(run / "model" / "model.safetensors") for run in (one, two)]
+    for key, weight in weights[0].items():
+        torch.testing.assert_close(weights[1][key], weight, rtol=0, atol=1e-5)
+    assert json.loads((two / "provenance.json").read_text())["runtime"]["processes"] == 2
+    assert not any((tmp_path / "two" / ".ranks").rglob("summary.json"))   # rank 1's replica is gone
+    monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "two"))               # done: both processes reuse it
+    assert main([*base, "runtime.launcher=torchrun", "runtime.processes=2"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["wall_time_s"] == results["two"]["wall_time_s"]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_a_run_over_two_processes_is_one_slurm_job_that_launches_them(slurm_cluster, isolated_runs, capsys):
+    staged = ["run", "pretrain", "--quick", "pretrain.steps=20", "--json"]
+    assert main(staged) == 0                                                      # one process, here
+    alone = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"])
+    launched = ["run", "pretrain", "--quick", "pretrain.steps=20", "runtime.launcher=torchrun", "runtime.processes=2",
+                "--force", "--launcher", "slurm", "--profile", "localhost", "--slurm", "cpus_per_task=2", "mem=4",
+                "time=8", "--timeout", "480", "--json"]
+    weights = load_file(alone / "model" / "model.safetensors")
+    assert main(launched) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["run_dir"] == str(alone) and summary["slurm_job_id"]           # the same run, recomputed in a job
+    provenance = json.loads((alone / "provenance.json").read_text())
+    assert provenance["runtime"]["processes"] == 2 and provenance["slurm_job_id"] == summary["slurm_job_id"]
+    for key, weight in load_file(alone / "model" / "model.safetensors").items():
+        torch.testing.assert_close(weight, weights[key], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bench_scaling_sets_two_processes_against_one_with_the_same_weights():
+    from ra3lab.bench.scaling import run
+
+    report = run(processes=2, steps=4, batch_size=8)
+    assert report["peer"] == "the same code in one process" and report["max_abs_weight_diff"] < 1e-5
+    rates = report["tokens_per_s"]
+    assert set(rates) == {"one process", "2 processes"} and all(rate > 0 for rate in rates.values())
+    assert report["efficiency"] == pytest.approx(report["speedup"] / 2)
