@@ -2,7 +2,7 @@
 
 ``runtime.device`` (auto | cpu | cuda) and ``runtime.dtype`` (auto | fp32 | bf16) place every model a stage builds
 or loads (:func:`place`): auto is the first visible GPU of the process (its ``LOCAL_RANK``) or the CPU, and bf16 on a
-GPU that supports it, else fp32. ``runtime.compile`` wraps training models in ``torch.compile``.
+GPU that supports it, else fp32. ``runtime.compile`` compiles training models (accelerate's dynamo backend, inductor).
 
 One run over several processes is data parallel on Hugging Face accelerate (DDP: every process holds the model,
 gradients are averaged; ``runtime.strategy`` fsdp or deepspeed name the accelerate configs shipped in
@@ -43,11 +43,6 @@ def world() -> tuple[int, int, int]:
     """(rank, world size, local rank) of this process, as torchrun and accelerate launch set them; (0, 1, 0) alone."""
     return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
             int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def is_main() -> bool:
-    """Whether this process writes the run directory: rank 0, or the only process."""
-    return world()[0] == 0
 
 
 def from_main(value: T) -> T:
@@ -162,18 +157,20 @@ def shard(rows: Sequence[int]) -> list[int]:
 
 def accelerator(runtime: DictConfig | None):
     """The process's :class:`accelerate.Accelerator` for ``runtime``: DDP over the launch's processes (gloo on CPUs),
-    bf16 autocast where the runtime's dtype is bf16; one process on the CPU without a runtime block."""
+    bf16 autocast where the runtime's dtype is bf16, models compiled by torch.compile (inductor) where
+    ``runtime.compile``; one process on the CPU without a runtime block."""
     if runtime is None:
-        return _accelerator(True, "no")
+        return _accelerator(True, "no", "no")
     cpu = resolve_device(runtime.device).type == "cpu"
-    return _accelerator(cpu, "bf16" if resolve_dtype(runtime) == torch.bfloat16 else "no")
+    return _accelerator(cpu, "bf16" if resolve_dtype(runtime) == torch.bfloat16 else "no",
+                        "inductor" if runtime.compile else "no")
 
 
 @functools.cache
-def _accelerator(cpu: bool, mixed_precision: str):
+def _accelerator(cpu: bool, mixed_precision: str, dynamo_backend: str):
     from accelerate import Accelerator
 
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, dynamo_backend=dynamo_backend)
 
 
 def free_port() -> int:
