@@ -39,7 +39,9 @@ class RunJob(submitit.helpers.Checkpointable):
         run = prepare(experiment, config)
         try:
             if spans_processes(config):
-                check_machine(config.runtime)
+                import torch
+
+                check_machine(config.runtime, gpus=torch.cuda.device_count())   # this node's; the job spans nodes
                 launch(config, run_argv(experiment, overrides, quick, force), *rendezvous())
                 summary = run.summary()
             else:
