@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, PretrainedConfig, Qwen2Config
 
+from ra3lab.errors import check, check_choice
+
 GIB = 2**30
 TRAINING_BYTES_PER_PARAMETER = {"weights (bf16)": 2, "gradients (bf16)": 2, "master weights (fp32)": 4,
                                 "adam moments (fp32)": 8}
@@ -61,8 +63,8 @@ def training_bytes_per_gpu(parameters: int, strategy: str = "ddp", gpus: int = 1
 
     ddp: 16 B per parameter on every GPU, whatever ``gpus``; fsdp: the same divided by ``gpus``.
     """
-    if strategy not in STRATEGIES or gpus < 1:
-        raise ValueError(f"strategy must be one of {STRATEGIES} and gpus >= 1, not {strategy!r} and {gpus}")
+    check_choice("strategy", strategy, STRATEGIES)
+    check(isinstance(gpus, int) and gpus >= 1, "gpus", gpus, "must be an integer >= 1")
     total = parameters * sum(TRAINING_BYTES_PER_PARAMETER.values())
     return total / gpus if strategy == "fsdp" else float(total)
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ra3lab.errors import ConfigError
 from ra3lab.memory import (
     GIB,
     PAPER_MODELS,
@@ -61,10 +62,11 @@ def test_a_model_too_big_for_a_gpu_under_ddp_fits_under_fsdp_with_enough_gpus():
     assert training_bytes_per_gpu(parameters // 2, "ddp") <= gpu_bytes
 
 
-@pytest.mark.parametrize("strategy, gpus", [("zero2", 1), ("fsdp", 0)])
-def test_an_unknown_strategy_or_no_gpu_is_an_error(strategy, gpus):
-    with pytest.raises(ValueError, match="strategy must be one of"):
+@pytest.mark.parametrize(("strategy", "gpus", "field"), [("zero2", 1, "strategy"), ("fsdp", 0, "gpus")])
+def test_an_unknown_strategy_or_no_gpu_is_an_error_naming_it(strategy, gpus, field):
+    with pytest.raises(ConfigError) as error:
         training_bytes_per_gpu(1000, strategy, gpus)
+    assert error.value.field == field
 
 
 def test_checkpointed_activations_are_the_bf16_layer_inputs():
