@@ -79,12 +79,13 @@ def cmd_run(args) -> dict:
 
     launches = spans_processes(config)
     argv = run_argv(args.experiment, args.overrides, args.quick, args.force)
+    from ra3lab.runtime import check_launch
+
+    check_launch(config)
     if args.dry_run:
         from ra3lab.execute import prepare
-        from ra3lab.runtime import check_machine, launch_command
+        from ra3lab.runtime import launch_command
 
-        if launches:
-            check_machine(config.runtime)
         run = prepare(args.experiment, config)
         launch = {"launch": launch_command(config.runtime, argv)} if launches else {}
         return {"experiment": args.experiment, "dry_run": True, "run_dir": str(run.path), "done": run.done, **launch}

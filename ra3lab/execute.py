@@ -172,9 +172,9 @@ def launch(config: DictConfig, argv: list[str], node: str = "0", master: str = "
 def launch_locally(name: str, config: DictConfig, argv: list[str]) -> dict:
     """Run experiment ``name`` in ``runtime.processes`` processes on this machine (validated first, as a one-process
     run is); returns rank 0's summary."""
-    from ra3lab.runtime import check_machine
+    from ra3lab.runtime import check_launch
 
-    check_machine(config.runtime)
+    check_launch(config)
     run = prepare(name, config)
     launch(config, argv)
     return {**run.summary(), "processes": int(config.runtime.processes)}

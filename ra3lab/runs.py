@@ -67,7 +67,7 @@ def atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-NOT_IDENTITY = ("tracking", "runtime")   # top-level keys that say where a run reports and computes, not what
+NOT_IDENTITY = ("tracking", "runtime", "generation")   # top-level keys: where a run reports and computes, not what
 
 
 def run_id(config: DictConfig) -> str:

@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 from omegaconf import DictConfig
 
-from ra3lab.errors import check, check_choice
+from ra3lab.errors import ConfigError, check, check_choice
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
@@ -45,19 +45,41 @@ def world() -> tuple[int, int, int]:
             int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def from_main(value: T) -> T:
-    """Rank 0's ``value`` (any picklable object), told to every process of the launch (a barrier too); ``value``
-    itself in a process alone."""
-    if world()[1] == 1:
-        return value
+def _group():
+    """torch.distributed, once this process joined the launch's process group."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
         raise RuntimeError("processes agree once their accelerator joined the launch's process group: call "
                            "accelerator(runtime) first")
+    return dist
+
+
+def from_main(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object), told to every process of the launch (a barrier too); ``value``
+    itself in a process alone."""
+    if world()[1] == 1:
+        return value
     told = [value]
-    dist.broadcast_object_list(told, src=0)
+    _group().broadcast_object_list(told, src=0)
     return told[0]
+
+
+def gathered(values: list) -> list:
+    """Every process's ``values`` (picklable), concatenated in rank order; ``values`` in a process alone."""
+    if world()[1] == 1:
+        return values
+    parts: list[list] = [[] for _ in range(world()[1])]
+    _group().all_gather_object(parts, values)
+    return [value for part in parts for value in part]
+
+
+def summed(tensors: Sequence[torch.Tensor]) -> None:
+    """Replace each tensor by its sum over the launch's processes, in place (nothing in a process alone)."""
+    if world()[1] > 1:
+        dist = _group()
+        for tensor in tensors:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
 
 
 def barrier() -> None:
@@ -99,7 +121,7 @@ def check_machine(runtime: DictConfig, gpus: int | None = None, field: str = "ru
           "a run over several nodes is launched by SLURM: add --launcher slurm --profile <yours>")
     gpus = torch.cuda.device_count() if gpus is None else gpus
     where = "this machine has" if here else "the profile's gpus_per_node gives"
-    cuda = runtime.device == "cuda" or (runtime.device == "auto" and gpus > 0)
+    cuda = on_gpus(runtime, gpus)
     check(runtime.device != "cuda" or gpus > 0, f"{field}.device", runtime.device,
           f"{where} no GPU: use runtime.device=auto (or cpu)" + ("" if here else ", or a profile with GPUs"))
     check(not cuda or runtime.processes <= gpus, f"{field}.processes", runtime.processes,
@@ -113,6 +135,55 @@ def check_machine(runtime: DictConfig, gpus: int | None = None, field: str = "ru
         check(torch.cuda.is_bf16_supported() if cuda else torch.ops.mkldnn._is_mkldnn_bf16_supported(),
               f"{field}.dtype", runtime.dtype, f"this {'GPU' if cuda else 'CPU'} has no bfloat16 support: use "
               "runtime.dtype=fp32 (or auto)")
+
+
+def on_gpus(runtime: DictConfig, gpus: int) -> bool:
+    """Whether ``runtime`` places models on GPUs where ``gpus`` are visible per node."""
+    return runtime.device == "cuda" or (runtime.device == "auto" and gpus > 0)
+
+
+def check_launch(config: DictConfig, gpus: int | None = None) -> None:
+    """Every check of a run's config against where it will run, before anything starts: :func:`check_machine`,
+    then that FSDP can wrap its model's class and that its ``generation`` backend can run there (vLLM installed,
+    on GPUs). ``gpus`` as for :func:`check_machine`. Nothing for a config without a runtime block."""
+    if "runtime" not in config:
+        return
+    check_machine(config.runtime, gpus)
+    if config.runtime.strategy == "fsdp":
+        check_wrappable(model_class(config.model))
+    if "generation" in config:
+        from ra3lab.lm.generate import check_generation
+
+        check_generation(config.generation, on_gpus(config.runtime,
+                                                     torch.cuda.device_count() if gpus is None else gpus))
+
+
+def model_class(model: DictConfig) -> type:
+    """The transformers class of a run's model: the tiny model's ``model.arch``, or what a named model's config
+    says (``architectures``; read from its folder or the local hub cache, nothing downloaded)."""
+    from ra3lab.lm.model import ARCHS
+
+    name = model.get("name")
+    if name is None:
+        return ARCHS[model.get("arch", "llama")][1]
+    import transformers
+
+    try:
+        architectures = transformers.AutoConfig.from_pretrained(str(name)).architectures or []
+    except OSError as error:
+        raise ConfigError("model.name", name, f"its config cannot be read here ({error}); download it first, or "
+                          "name a local folder") from None
+    check(len(architectures) == 1 and hasattr(transformers, architectures[0]), "model.name", name,
+          f"its config names the architectures {architectures}, not one transformers class")
+    return getattr(transformers, architectures[0])
+
+
+def check_wrappable(cls: type) -> None:
+    """ConfigError unless FSDP's transformer-based wrap (slurm/accelerate/fsdp.yaml) can shard ``cls``: the class
+    must name its decoder layer in ``_no_split_modules``."""
+    check(bool(getattr(cls, "_no_split_modules", None)), "runtime.strategy", "fsdp",
+          f"{cls.__name__} names no decoder layer (_no_split_modules) for FSDP's transformer-based wrap to shard: "
+          "use runtime.strategy=deepspeed (ZeRO-3 needs no layer class), or ddp where the model fits one GPU")
 
 
 def resolve_device(device: str) -> torch.device:

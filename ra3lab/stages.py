@@ -2,7 +2,7 @@
 
 A study is a stage when its module defines ``upstream(config) -> {role: (experiment, config)}``: the runs it
 consumes, each given by a config of that run's experiment. It may also define ``keys(config)``: the dotted
-keys its results depend on. Its run then stores only those keys (and ``study``, ``seed``, ``threads``, ``runtime``) plus
+keys its results depend on. Its run then stores only those keys (and those of :data:`ALWAYS`) plus
 ``upstream: {role: "<experiment>/<run id>"}``, and its run id is the hash of that: two configs that differ
 only in keys a stage ignores share its run, and a changed upstream changes every id downstream. Lineage is
 recorded as run ids relative to the runs root, never as paths.
@@ -31,7 +31,7 @@ from ra3lab.errors import ConfigError, check
 from ra3lab.log import say
 from ra3lab.runs import Run, run_id
 
-ALWAYS = ("study", "seed", "threads", "runtime")   # kept by every stage: its code, seed, threads and devices
+ALWAYS = ("study", "seed", "threads", "runtime", "generation")   # every stage keeps its code, seed, threads, devices
 
 
 @dataclass(frozen=True)

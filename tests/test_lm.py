@@ -231,6 +231,21 @@ def test_generator_is_deterministic_and_stops_at_the_end_of_the_body(trained, to
         generator.complete(["def add(a, b):"])
 
 
+def test_row_sampler_draws_from_the_tempered_softmax_one_row_at_a_time():
+    from ra3lab.lm.generate import RowSampler
+
+    scores = torch.tensor([2.0, 1.0, 0.0, -1.0]).repeat(4000, 1)              # (rows, vocabulary)
+    drawn = RowSampler(range(4000), temperature=0.5)(None, scores).argmax(-1)
+    frequency = torch.bincount(drawn, minlength=4) / 4000
+
+    def distance(temperature: float) -> float:
+        return 0.5 * (frequency - (scores[0] / temperature).softmax(-1)).abs().sum().item()
+
+    assert distance(0.5) < 0.03 and distance(1.0) > 0.1                      # the temperature's softmax, not another
+    alone = RowSampler([7], temperature=0.5)(None, scores[:1])                # a row's draw ignores the batch
+    assert torch.equal(alone[0], RowSampler([3, 7], temperature=0.5)(None, scores[:2])[1])
+
+
 def test_vllm_generator_names_the_extra():
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed")

@@ -73,6 +73,21 @@ def test_rollouts_are_deterministic_per_seed(world):
     first = sample_thoughts(model, codec, corpus.snippets[:3], corpus.decisions[:3], repeats=2, seed=5)
     again = sample_thoughts(model, codec, corpus.snippets[:3], corpus.decisions[:3], repeats=2, seed=5)
     assert [[r.thoughts for r in g] for g in first] == [[r.thoughts for r in g] for g in again]
+    other = sample_thoughts(model, codec, corpus.snippets[:3], corpus.decisions[:3], repeats=2, seed=6)
+    assert [[r.thoughts for r in g] for g in other] != [[r.thoughts for r in g] for g in first]
+
+
+def test_a_rollout_is_the_same_whatever_snippets_share_its_batch(world):
+    """Each rollout draws its own random numbers: the last two snippets sampled alone, at their places in the
+    batch, think exactly as in the whole batch (as when a second process takes them)."""
+    model, _, codec, corpus = world
+    whole = sample_thoughts(model, codec, corpus.snippets[:4], corpus.decisions[:4], repeats=3, seed=5)
+    part = sample_thoughts(model, codec, corpus.snippets[2:4], corpus.decisions[2:4], repeats=3, seed=5, places=[2, 3])
+    assert any(r.thoughts for g in whole[2:] for r in g)                      # something to compare
+    assert [[r.thoughts for r in g] for g in part] == [[r.thoughts for r in g] for g in whole[2:]]
+    for alone, together in zip((r for g in part for r in g), (r for g in whole[2:] for r in g)):
+        assert alone.log_q.keys() == together.log_q.keys()                    # log q up to the batch's float sums
+        assert list(alone.log_q.values()) == pytest.approx(list(together.log_q.values()), abs=1e-4)
 
 
 def test_line_scores_match_token_logprobs(world):

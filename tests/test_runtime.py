@@ -3,6 +3,8 @@ under DDP against one process with the same global batch, and a staged run launc
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -78,6 +80,45 @@ def test_this_machine_refuses_what_it_lacks_and_a_profile_what_it_does_not_give(
         assert error.value.field == field
 
 
+def test_fsdp_refuses_a_model_class_that_names_no_layer_to_shard(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    from ra3lab.lm import build_model, train_tokenizer
+
+    class Unsplittable(LlamaForCausalLM):
+        _no_split_modules = None
+
+    runtime.check_wrappable(LlamaForCausalLM)
+    with pytest.raises(ConfigError, match="deepspeed") as error:
+        runtime.check_wrappable(Unsplittable)
+    assert error.value.field == "runtime.strategy"
+    build_model(train_tokenizer(["x = 1"] * 4, vocab_size=300), hidden=32, layers=1, heads=2).save_pretrained(tmp_path)
+    assert runtime.model_class(OmegaConf.create({"name": str(tmp_path)})) is LlamaForCausalLM   # read off its config
+    assert runtime.model_class(OmegaConf.create({"name": None, "arch": "qwen2"})).__name__ == "Qwen2ForCausalLM"
+    with pytest.raises(ConfigError) as error:
+        runtime.model_class(OmegaConf.create({"name": str(tmp_path / "absent")}))
+    assert error.value.field == "model.name"
+
+
+def test_a_generation_backend_that_cannot_run_there_is_refused_before_launch(tmp_path, monkeypatch, capsys):
+    from ra3lab.lm.generate import check_generation
+
+    generation = OmegaConf.load(ROOT / "experiments" / "common" / "generation.yaml")
+    check_generation(generation, cuda=False)                                     # hf runs anywhere
+    for changes, field in (({"backend": "sglang"}, "generation.backend"),
+                           ({"vllm_mode": "remote"}, "generation.vllm_mode"),
+                           ({"gpu_memory_utilization": 1.5}, "generation.gpu_memory_utilization")):
+        with pytest.raises(ConfigError) as error:
+            check_generation(OmegaConf.merge(generation, changes), cuda=True)
+        assert error.value.field == field
+    if importlib.util.find_spec("vllm") is None:
+        monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path))
+        assert main(["run", "ra3_corpus", "--quick", "generation.backend=vllm", "--dry-run", "--json"]) == 2
+        answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert answer["field"] == "generation.backend" and "ra3lab[gpu]" in answer["error"]
+        assert not any(tmp_path.iterdir())                                       # nothing prepared
+
+
 def test_launch_commands_rendezvous_at_the_first_node_with_every_process_counted():
     two_nodes = block(processes=8, nodes=2, launcher="accelerate", device="cuda")
     command = runtime.launch_command(two_nodes, ["run", "ra3_corpus"], "$SLURM_NODEID", "node01", "20042")
@@ -93,21 +134,23 @@ def test_launch_commands_rendezvous_at_the_first_node_with_every_process_counted
     assert {"--nnodes=1", "--nproc-per-node=2", "--node-rank=1", "--master-addr=node01"} <= set(torchrun)
 
 
-def trained(tmp_path: Path, processes: int, name: str) -> dict:
-    """Weights and losses of the TRAIN script, in one process or launched over ``processes`` with torchrun."""
-    script, config, out = tmp_path / "train.py", tmp_path / f"{name}.yaml", tmp_path / f"{name}.pt"
-    script.write_text(TRAIN)
+def launched(tmp_path: Path, script: str, processes: int, *arguments: str) -> dict:
+    """What ``script`` saved (rank 0) to the path it is given first, run alone or launched over ``processes`` with
+    torchrun; its second argument is a runtime block of that many CPU processes, then ``arguments``."""
+    name = f"{hashlib.sha1(script.encode()).hexdigest()[:8]}-{processes}"
+    path, config, out = tmp_path / f"{name}.py", tmp_path / f"{name}.yaml", tmp_path / f"{name}.pt"
+    path.write_text(script)
     OmegaConf.save(block(device="cpu", processes=processes, launcher="torchrun"), config)
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", f"--nproc-per-node={processes}",
                                           f"--master-port={runtime.free_port()}"]
-    done = subprocess.run([sys.executable, *launcher, str(script), str(out), str(config)], cwd=ROOT, check=False,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, *launcher, str(path), str(out), str(config), *arguments], cwd=ROOT,
+                          check=False, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(out)
 
 
 def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path):
-    one, two = trained(tmp_path, 1, "one"), trained(tmp_path, 2, "two")
+    one, two = launched(tmp_path, TRAIN, 1), launched(tmp_path, TRAIN, 2)
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-5)
     for key, weight in one["weights"].items():
         torch.testing.assert_close(two["weights"][key], weight, rtol=0, atol=1e-5)
@@ -121,6 +164,110 @@ def initial_weights() -> dict:
 
     lines = [f"x{i} = {i} + y * {i % 7}" for i in range(60)]
     return build_model(train_tokenizer(lines, vocab_size=300), hidden=32, layers=2, heads=2, seed=0).state_dict()
+
+
+GRPO = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import torch
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.evaluation import EvalConfig, SandboxPool
+    from ra3lab.rlvr import RLVRConfig, train_rlvr
+    from ra3lab.runtime import world
+    out, runtime, checkpoint = Path(sys.argv[1]), OmegaConf.load(sys.argv[2]), sys.argv[3]
+    tasks = CodeWorld(n_skills=4, skills_per_program=(1, 2), lines_per_skill=(2, 3), seed=0)
+    config = RLVRConfig(steps=2, group_size=2, prompts_per_step=4, lr=1e-3, temperature=0.7, max_new_tokens=40,
+                        eval_every=2, save_every=2)
+    with SandboxPool(workers=1) as pool:
+        result = train_rlvr(checkpoint, tasks.tasks(16, "train", seed=1), tasks.tasks(4, "heldout", seed=1), config,
+                            out.parent / f"{out.stem}-rank{world()[0]}", pool, eval=EvalConfig(n=2, k=(1,), seed=5),
+                            runtime=runtime)
+    if world()[0] == 0:
+        torch.save({"weights": load_file(Path(result["model_dir"]) / "model.safetensors"),
+                    "history": result["history"]}, out)
+""")
+
+
+def pretrained_checkpoint(path: Path) -> Path:
+    """A tiny Llama pre-trained on CodeWorld programs, so that some rollouts pass and GRPO has a gradient."""
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import LineCodec, build_model, train_ntp, train_tokenizer
+
+    programs = CodeWorld(n_skills=4, skills_per_program=(1, 2), lines_per_skill=(2, 3), seed=0).sample(200, "train",
+                                                                                                      seed=0)
+    tokenizer = train_tokenizer([line for program in programs for line in program.lines()], vocab_size=400)
+    codec = LineCodec(tokenizer)
+    model = build_model(tokenizer, hidden=64, layers=2, heads=4)
+    train_ntp(model, [codec.encode_lines(p.lines())[0] + [codec.eos_id] for p in programs], steps=150,
+              batch_size=16, lr=3e-3)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_grpo_over_two_processes_follows_one_process_with_the_same_global_batch(tmp_path):
+    """Two GRPO steps (TRL under torchrun, gloo): the rollouts' rewards, the held-out evaluations and the trained
+    weights of 2 processes, each rolling out half of every step's 8 completions, match 1 process's."""
+    checkpoint = pretrained_checkpoint(tmp_path / "checkpoint")
+    one, two = (launched(tmp_path, GRPO, processes, str(checkpoint)) for processes in (1, 2))
+    rewards = [row["rlvr/reward_mean"] for row in one["history"] if "rlvr/reward_mean" in row]
+    assert len(rewards) == 2 and 0 < sum(rewards) < 2                           # rewards that differ: a gradient
+    for row_one, row_two in zip(one["history"], two["history"], strict=True):
+        assert row_two.keys() == row_one.keys()
+        for key in (k for k in row_one if k.startswith(("rlvr/", "eval/")) and not k.endswith("_s")):   # not times
+            assert row_two[key] == pytest.approx(row_one[key], rel=1e-5), key
+    start = load_file(checkpoint / "model.safetensors")
+    assert max((one["weights"][key] - start[key]).abs().max().item() for key in start) > 1e-4    # GRPO moved them
+    for key, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=0, atol=1e-5)
+
+
+ESTEP = textwrap.dedent("""
+    import sys
+    import torch
+    from omegaconf import OmegaConf
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import LineCodec, build_model, train_tokenizer
+    from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
+    from ra3lab.runtime import accelerator, world
+    accelerator(OmegaConf.load(sys.argv[2]))                  # joins the launch's process group
+    programs = CodeWorld(comment_fraction=0.2).sample(40, seed=0)
+    tokenizer = train_tokenizer([line for program in programs for line in program.lines()], vocab_size=300)
+    snippets = [program.lines(comments=False) for program in programs[:12]]
+    corpus = Corpus(snippets, [[t >= 2 for t in range(len(s))] for s in snippets])
+    config = EStepConfig(steps=3, snippets_per_step=5, group_size=3, max_thought_tokens=4, lr=3e-3)
+    seen = []
+    q = e_step(build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0), LineCodec(tokenizer), corpus, config,
+               c=0.01, seed=0, log=lambda step, metrics: seen.append(metrics))
+    if world()[0] == 0:
+        torch.save({"weights": q.state_dict(), "metrics": seen}, sys.argv[1])
+""")
+
+
+@pytest.mark.slow
+def test_the_e_step_over_two_processes_follows_one_process(tmp_path):
+    """Three E-steps of 5 snippets x 3 rollouts: 2 processes (3 and 2 snippets each) give q's weights and the
+    step metrics of 1 process."""
+    one, two = launched(tmp_path, ESTEP, 1), launched(tmp_path, ESTEP, 2)
+    assert sum(metrics["rate"] for metrics in one["metrics"]) > 0                     # q thought: a gradient
+    for metrics_one, metrics_two in zip(one["metrics"], two["metrics"], strict=True):
+        assert metrics_two == pytest.approx(metrics_one, rel=1e-4, abs=1e-6)
+    start = initial_estep_weights()
+    assert max((one["weights"][key] - start[key]).abs().max().item() for key in start) > 1e-4   # q moved
+    for key, weight in one["weights"].items():
+        torch.testing.assert_close(two["weights"][key], weight, rtol=0, atol=1e-5)
+
+
+def initial_estep_weights() -> dict:
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import build_model, train_tokenizer
+
+    programs = CodeWorld(comment_fraction=0.2).sample(40, seed=0)
+    tokenizer = train_tokenizer([line for program in programs for line in program.lines()], vocab_size=300)
+    return build_model(tokenizer, hidden=32, layers=2, heads=2, seed=0).state_dict()
 
 
 @pytest.mark.slow
@@ -172,3 +319,5 @@ def test_bench_scaling_sets_two_processes_against_one_with_the_same_weights():
     rates = report["tokens_per_s"]
     assert set(rates) == {"one process", "2 processes"} and all(rate > 0 for rate in rates.values())
     assert report["efficiency"] == pytest.approx(report["speedup"] / 2)
+    generation = report["generation"]                                            # HF generate against vLLM: GPUs only
+    assert generation["measured"] == torch.cuda.is_available() and (generation["measured"] or generation["why"])

@@ -8,6 +8,9 @@ is the training tokens (steps x global batch x the programs' mean length in toke
 time (model building and the launch excluded);
 ``speedup`` = the launch's rate / one process's; ``efficiency`` = speedup / P (1: perfect scaling).
 
+On a machine with a GPU and vLLM it also reports generation: tokens/s of sampling completions of CodeWorld tasks
+from the same tiny model (bf16) with vLLM against HF generate (the peer), in the same run (:func:`generation`).
+
 Run as a module (``python -m ra3lab.bench.scaling <out.json> <processes> <steps> <threads>``) it is one process
 of a measurement.
 """
@@ -33,13 +36,11 @@ def measure(out: Path, processes: int, steps: int, threads: int, batch_size: int
     import torch
     from omegaconf import OmegaConf
 
-    from ra3lab.codeworld import CodeWorld
-    from ra3lab.lm import LineCodec, build_model, train_ntp, train_tokenizer
+    from ra3lab.lm import LineCodec, build_model, train_ntp
     from ra3lab.runtime import world
 
     torch.set_num_threads(threads)
-    programs = [program.lines() for program in CodeWorld(seed=0).sample(PROGRAMS, "train", seed=0)]
-    tokenizer = train_tokenizer([line for lines in programs for line in lines], vocab_size=512)
+    tokenizer, programs = corpus()
     codec = LineCodec(tokenizer)
     sequences = [codec.encode_lines(lines)[0] + [codec.eos_id] for lines in programs]
     model = build_model(tokenizer, hidden=HIDDEN, layers=LAYERS, heads=HEADS, seed=0)
@@ -53,6 +54,51 @@ def measure(out: Path, processes: int, steps: int, threads: int, batch_size: int
         weights = out.with_suffix(".pt")
         torch.save(model.state_dict(), weights)
         out.write_text(json.dumps({"seconds": seconds, "tokens": tokens, "weights": str(weights)}))
+
+
+def corpus(count: int = PROGRAMS):
+    """(tokenizer, CodeWorld programs as lines): the bench's data, the same in every process."""
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import train_tokenizer
+
+    programs = [program.lines() for program in CodeWorld(seed=0).sample(count, "train", seed=0)]
+    return train_tokenizer([line for lines in programs for line in lines], vocab_size=512), programs
+
+
+def generation(prompts: int = 64, new_tokens: int = 96) -> dict:
+    """Tokens/s of sampling one completion for each of ``prompts`` CodeWorld tasks (at most ``new_tokens`` each)
+    from the bench's tiny model in bf16 on this machine's first GPU: vLLM against HF generate, each after one
+    warm-up call; ``{"measured": False, "why": ...}`` without a GPU or vLLM."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"measured": False, "why": "no GPU here"}
+    if importlib.util.find_spec("vllm") is None:
+        return {"measured": False, "why": "vLLM is not installed: pip install 'ra3lab[gpu]'"}
+    from ra3lab.codeworld import CodeWorld
+    from ra3lab.lm import HFGenerator, VLLMGenerator, build_model
+
+    tokenizer, _ = corpus()
+    tasks = [task["prompt"] for task in CodeWorld(seed=0).tasks(prompts, "heldout", seed=0)]
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        model = build_model(tokenizer, hidden=HIDDEN, layers=LAYERS, heads=HEADS, seed=0)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        on_gpu: torch.nn.Module = model
+        generators = {"hf": HFGenerator(on_gpu.to(device="cuda", dtype=torch.bfloat16), tokenizer),
+                      "vllm": VLLMGenerator(folder, tokenizer, dtype="bfloat16", gpu_memory_utilization=0.3)}
+        for name, generator in generators.items():
+            generator.generate(tasks[:4], new_tokens, "sample", 1.0, seed=1)          # warm-up
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            completions = generator.generate(tasks, new_tokens, "sample", 1.0, seed=0)
+            torch.cuda.synchronize()
+            rates[name] = sum(len(c.ids) for c in completions) / (time.perf_counter() - start)
+    return {"measured": True, "device": torch.cuda.get_device_name(0), "prompts": prompts, "new_tokens": new_tokens,
+            "peer": "HF generate", "tokens_per_s": rates, "speedup": rates["vllm"] / rates["hf"]}
 
 
 def _launch(folder: Path, name: str, processes: int, steps: int, threads: int, batch_size: int) -> dict:
@@ -70,7 +116,8 @@ def _launch(folder: Path, name: str, processes: int, steps: int, threads: int, b
 
 
 def run(processes: int = 2, steps: int = 30, batch_size: int = 16, cores: int | None = None) -> dict:
-    """Tokens/s of next-token training in ``processes`` processes against one, with the same global batch."""
+    """Tokens/s of next-token training in ``processes`` processes against one, with the same global batch; and on
+    a GPU, of generation with vLLM against HF generate (:func:`generation`)."""
     import torch
 
     cores = cores or os.cpu_count() or 1
@@ -90,7 +137,8 @@ def run(processes: int = 2, steps: int = 30, batch_size: int = 16, cores: int | 
             "global_batch": batch_size, "model": {"hidden": HIDDEN, "layers": LAYERS, "heads": HEADS},
             "tokens_per_s": {"one process": rate_one, f"{processes} processes": rate_many},
             "speedup": rate_many / rate_one, "efficiency": rate_many / rate_one / processes,
-            "max_abs_weight_diff": max((weights[0][key] - weights[1][key]).abs().max().item() for key in weights[0])}
+            "max_abs_weight_diff": max((weights[0][key] - weights[1][key]).abs().max().item() for key in weights[0]),
+            "generation": generation()}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from ra3lab.errors import check
 from ra3lab.evaluation.passk import pass_at_k
 from ra3lab.evaluation.pool import Limits, SandboxPool
 from ra3lab.lm.codec import LineCodec
-from ra3lab.lm.generate import Completion, HFGenerator, check_decoding
+from ra3lab.lm.generate import Completion, Generator, HFGenerator, check_decoding
 
 END_TOKENS = 4          # budget for the token(s) that end a body (a newline, an unindented line)
 TRUNCATION_LIMIT = 0.05     # a larger truncation rate is a warning: the budget may decide the pass rate
@@ -128,12 +128,15 @@ class Evaluation:
 
 
 def evaluate(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: EvalConfig,
-             limits: Limits | None = None, batch_size: int = 16) -> Evaluation:
+             limits: Limits | None = None, batch_size: int = 16, generator: Generator | None = None) -> Evaluation:
     """Complete and verify every task ``config.samples`` times (batches of ``batch_size`` prompts, seeded per
-    batch); the model is evaluated in eval mode and left in the mode it was in."""
+    batch); the model is evaluated in eval mode and left in the mode it was in. ``generator``: the model's
+    completions (:func:`~ra3lab.lm.generate.generator_for`); default, and always for ``decision_greedy`` (a
+    choice per step, which only HF generate offers), an :class:`~ra3lab.lm.HFGenerator` over ``model``."""
     training = model.training
     model.eval()
-    generator = HFGenerator(model, tokenizer)
+    if generator is None or config.decoding == "decision_greedy":
+        generator = HFGenerator(model, tokenizer)
     codec = generator.codec
     budgets = np.array([config.max_new_tokens or budget(codec, task, config.thought_tokens) for task in tasks])
     rows = [(task, int(b)) for task, b in zip(tasks, budgets) for _ in range(config.samples)]

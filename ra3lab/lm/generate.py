@@ -1,6 +1,6 @@
-"""Completing function bodies: ``HFGenerator`` over ``model.generate`` (CPU, tests; the one generator of
+"""Completing function bodies: ``HFGenerator`` over ``model.generate`` (CPU, tests; the default generator of
 evaluation and of RLVR's rollouts) and ``VLLMGenerator`` over vLLM (GPU clusters, extra ``gpu``), with one
-``generate`` contract.
+``generate`` contract; a run's ``generation.backend`` (hf | vllm) picks one (:func:`generator_for`).
 
 Prompts end with ``"\\n"`` and are encoded line by line (:class:`~ra3lab.lm.codec.LineCodec`), as
 training saw code. A completion is cut before the first stop string or the first non-empty line
@@ -17,9 +17,10 @@ since a single comment token is rarely the argmax.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +34,8 @@ from ra3lab.lm.tokenizer import load_tokenizer
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__")
 DECODINGS = ("sample", "greedy", "decision_greedy")
+BACKENDS = ("hf", "vllm")
+VLLM_MODES = ("colocate", "server")   # TRL's: vLLM in the training processes, or a `trl vllm-serve` server
 BODY_END = re.compile(r"\n(?=\S)")      # a line break before a non-empty line without indent
 
 
@@ -99,6 +102,21 @@ class DecisionGreedy(LogitsProcessor):
         return cast(torch.FloatTensor, scores.masked_fill(forbidden, float("-inf")))
 
 
+class RowSampler(LogitsProcessor):
+    """Sampling at ``temperature`` with each row's own random numbers: greedy decoding over ``scores /
+    temperature`` plus Gumbel noise drawn from the row's generator is a draw from the row's softmax at
+    ``temperature`` (the Gumbel-max trick), and a row's draws do not depend on which rows share its batch."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])   # (B, V)
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(uniform.dtype).tiny)))
+        return cast(torch.FloatTensor, scores.float() / self.temperature + gumbel.to(scores.device))
+
+
 @dataclass(frozen=True)
 class Completion:
     """One completion: its text cut at the end of the body, the tokens generated up to that cut, whether the
@@ -134,6 +152,8 @@ def completion_of(codec: LineCodec, ids: list[int], budget: int, stop: Sequence[
 class Generator(ABC):
     """What both backends share: ``complete`` over their ``generate``, and one budget per prompt."""
 
+    codec: LineCodec
+
     @abstractmethod
     def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
                  temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
@@ -162,20 +182,28 @@ class HFGenerator(Generator):
         self.model, self.codec = model, LineCodec(tokenizer, model.config.vocab_size)
 
     def generate(self, prompts: Sequence[str], budgets: int | Sequence[int] = 128, decoding: str = "sample",
-                 temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP) -> list[Completion]:
+                 temperature: float = 1.0, seed: int = 0, stop: Sequence[str] = STOP,
+                 row_seeds: Sequence[int] | None = None) -> list[Completion]:
         """One :class:`Completion` per prompt, each of at most its budget of new tokens (one int for all, or one
         per prompt); sampled at ``temperature`` (top-k, top-p and repetition penalty of the model's generation
         config off), greedy, or decision-greedy (module docstring); reproducible per seed, the random state of
-        the caller (CPU and CUDA) left as it was."""
+        the caller (CPU and CUDA) left as it was. ``row_seeds`` (sampling only): one seed per prompt in place of
+        ``seed``, each row drawing its own random numbers (:class:`RowSampler`), so that a row's completion is the
+        same in any batch: in one process or split over several."""
         check_decoding(decoding, temperature)
         budgets = self.per_prompt(budgets, prompts)
+        check(row_seeds is None or (decoding == "sample" and len(row_seeds) == len(prompts)), "row_seeds",
+              None if row_seeds is None else len(row_seeds), "give one seed per prompt, when sampling")
         ids, mask = pad(prompt_ids(self.codec, prompts), self.codec.pad_id, left=True)
         width = ids.shape[1]
         options: dict[str, Any] = (
             {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
-            if decoding == "sample" else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
+            if decoding == "sample" and row_seeds is None
+            else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
         if decoding == "decision_greedy":
             options["logits_processor"] = LogitsProcessorList([DecisionGreedy(self.codec, width)])
+        if row_seeds is not None:
+            options["logits_processor"] = LogitsProcessorList([RowSampler(row_seeds, temperature)])
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(seed)
             out = self.model.generate(
@@ -197,7 +225,7 @@ class VLLMGenerator(Generator):
         try:
             import vllm
         except ImportError:
-            raise ConfigError("generator", "vllm", "vLLM is not installed: pip install 'ra3lab[gpu]'") from None
+            raise ConfigError("generation.backend", "vllm", NO_VLLM) from None
         self.vllm = vllm
         self.codec = LineCodec(load_tokenizer(name_or_path) if tokenizer is None else tokenizer)
         self.engine = vllm.LLM(model=str(name_or_path), **engine)
@@ -217,3 +245,31 @@ class VLLMGenerator(Generator):
         return [Completion(cut(output.outputs[0].text, stop), len(output.outputs[0].token_ids),
                            output.outputs[0].finish_reason == "length", tuple(output.outputs[0].token_ids))
                 for output in outputs]
+
+
+NO_VLLM = "vLLM is not installed here: pip install 'ra3lab[gpu]' on the GPU machines, or generation.backend=hf"
+
+
+def check_generation(generation: Mapping, cuda: bool, field: str = "generation") -> None:
+    """ConfigError naming the key and its fix where a run's ``generation`` block cannot be honoured: an unknown
+    backend or vLLM mode, vLLM not installed, vLLM without a GPU (``cuda``: whether the run places its models on
+    GPUs), a GPU memory share outside (0, 1]."""
+    check_choice(f"{field}.backend", generation["backend"], BACKENDS)
+    check_choice(f"{field}.vllm_mode", generation["vllm_mode"], VLLM_MODES)
+    share = generation["gpu_memory_utilization"]
+    check(isinstance(share, float | int) and 0 < share <= 1, f"{field}.gpu_memory_utilization", share,
+          "must be a share of each GPU's memory in (0, 1]")
+    if generation["backend"] == "vllm":
+        check(importlib.util.find_spec("vllm") is not None, f"{field}.backend", "vllm", NO_VLLM)
+        check(cuda, f"{field}.backend", "vllm", "vLLM generates on GPUs and this run has none: "
+              "generation.backend=hf, or a GPU (runtime.device=auto or cuda)")
+
+
+def generator_for(generation: Mapping | None, model, tokenizer) -> Generator:
+    """The generator ``generation.backend`` names: :class:`HFGenerator` over ``model`` (also without a
+    ``generation`` block), or a :class:`VLLMGenerator` over the checkpoint ``model`` was loaded from, in its dtype,
+    taking ``generation.gpu_memory_utilization`` of the GPU."""
+    if generation is None or generation["backend"] == "hf":
+        return HFGenerator(model, tokenizer)
+    return VLLMGenerator(model.name_or_path, tokenizer, dtype=str(model.dtype).removeprefix("torch."),
+                         gpu_memory_utilization=float(generation["gpu_memory_utilization"]))

@@ -21,6 +21,7 @@ from ra3lab.ra3.likelihood import score_lines
 from ra3lab.ra3.metrics import thought_stats
 from ra3lab.ra3.reward import BASELINES, KINDS, RETURNS, advantages, line_rewards, returns_of
 from ra3lab.ra3.rollout import Rollout, sample_thoughts
+from ra3lab.runtime import gathered, shard, summed, world
 
 METHODS = ("rl", "resample")
 
@@ -127,53 +128,83 @@ def line_returns(pi, codec: LineCodec, rollouts: list[Rollout], decisions: list[
                         entropy_coef=config.entropy_coef, **extra)
 
 
+def policy_gradient(q, pi, codec: LineCodec, batch: Corpus, places: list[int], config: EStepConfig, c: float,
+                    seed: int, models: Models, rollouts_in_step: int) -> tuple[list[Rollout], list[list[bool]],
+                                                                           torch.Tensor, torch.Tensor]:
+    """q's gradient (accumulated into its ``.grad``) from G rollouts of each snippet of ``batch`` (at ``places`` in
+    the step's batch), its loss scaled to a mean over the step's ``rollouts_in_step``; returns (rollouts, their
+    decision lines, line rewards (R, T), the loss)."""
+    G, mode = config.group_size, config.returns
+    groups = sample_thoughts(q, codec, batch.snippets, batch.decisions, repeats=G,
+                             max_thought_tokens=config.max_thought_tokens, temperature=config.temperature,
+                             seed=seed, lookahead=config.lookahead, places=places)
+    rollouts = [rollout for group in groups for rollout in group]
+    decisions = [d for d in batch.decisions for _ in range(G)]
+    rewards = line_returns(pi, codec, rollouts, decisions, c, config, models, group_size=G)      # (R, T)
+    returns = returns_of(rewards, mode)                                                        # (R,) or (R, T)
+    no_thought = None
+    if config.baseline == "no_thought":
+        plain = [Rollout(tuple(s)) for s in batch.snippets]
+        no_thought = returns_of(line_returns(pi, codec, plain, batch.decisions, c, config, models), mode)
+    advantage = advantages(returns.view(-1, G, *returns.shape[1:]), config.baseline, no_thought,
+                           config.normalize).view(returns.shape)
+    q.train()
+    latent = score_lines(q, codec, rollouts, decisions, config.temperature, view="q",
+                         group_size=G).latent                                                # (R, T), with grads
+    weighted = advantage[:, None] * latent if mode == "total" else advantage * latent
+    loss = -weighted.sum(1).sum() / rollouts_in_step
+    loss.backward()
+    q.eval()
+    return rollouts, decisions, rewards, loss.detach()
+
+
+def sum_gradients(model) -> None:
+    """Each parameter's gradient summed over the launch's processes (one without rollouts this step adds zeros);
+    nothing in a process alone."""
+    if world()[1] > 1:
+        for parameter in model.parameters():
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+        summed([parameter.grad for parameter in model.parameters()])
+
+
 def e_step(pi, codec: LineCodec, corpus: Corpus, config: EStepConfig, c: float, seed: int,
            log: Callable[[int, dict], None] | None = None):
     """Train and return q (a copy of pi) for ``config.steps`` steps; ``log(step, metrics)`` after every step.
 
-    q's reference (latro) is pi; the EMA model (rlp) follows q with decay ``config.ema_decay``.
+    q's reference (latro) is pi; the EMA model (rlp) follows q with decay ``config.ema_decay``. In a launch of
+    several processes (:mod:`ra3lab.runtime`) each process rolls out and scores its share of every step's snippets
+    (:func:`~ra3lab.runtime.shard`; a snippet's G rollouts, and so its advantages, stay in one process; a process
+    left without a snippet adds nothing), and q's gradient is summed over the processes before the step: q follows
+    one process's with the same seed, and the metrics are the whole step's.
     """
     q = copy.deepcopy(pi)
     pi.eval()
     models = Models(ema=copy.deepcopy(pi) if config.reward == "rlp" else None, reference=pi)
     optimizer = torch.optim.AdamW(q.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(seed)
-    G = config.group_size
-    mode = config.returns
     for step in range(config.steps):
-        order = torch.randperm(len(corpus.snippets), generator=generator)
-        batch = corpus.take(order[:config.snippets_per_step].tolist())
-        groups = sample_thoughts(q, codec, batch.snippets, batch.decisions, repeats=G,
-                                 max_thought_tokens=config.max_thought_tokens, temperature=config.temperature,
-                                 seed=seed * 100_003 + step, lookahead=config.lookahead)
-        rollouts = [rollout for group in groups for rollout in group]
-        decisions = [d for d in batch.decisions for _ in range(G)]
-        rewards = line_returns(pi, codec, rollouts, decisions, c, config, models, group_size=G)  # (R, T)
-        returns = returns_of(rewards, mode)                                                    # (R,) or (R, T)
-        no_thought = None
-        if config.baseline == "no_thought":
-            plain = [Rollout(tuple(s)) for s in batch.snippets]
-            no_thought = returns_of(line_returns(pi, codec, plain, batch.decisions, c, config, models), mode)
-        advantage = advantages(returns.view(-1, G, *returns.shape[1:]), config.baseline, no_thought,
-                               config.normalize).view(returns.shape)
-        q.train()
-        latent = score_lines(q, codec, rollouts, decisions, config.temperature, view="q",
-                             group_size=G).latent                                            # (R, T), with grads
-        weighted = advantage[:, None] * latent if mode == "total" else advantage * latent
-        loss = -weighted.sum(1).mean()
+        chosen = torch.randperm(len(corpus.snippets), generator=generator)[:config.snippets_per_step].tolist()
+        places = shard(range(len(chosen)))                                    # this process's share of the step
+        batch = corpus.take([chosen[place] for place in places])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        rollouts, decisions, rewards, loss = (
+            policy_gradient(q, pi, codec, batch, places, config, c, seed * 100_003 + step, models,
+                            len(chosen) * config.group_size)
+            if places else ([], [], torch.zeros(0), torch.zeros(())))
+        sum_gradients(q)
         torch.nn.utils.clip_grad_norm_(q.parameters(), 1.0)
         optimizer.step()
-        q.eval()
         if models.ema is not None:
             with torch.no_grad():
                 for average, current in zip(models.ema.parameters(), q.parameters()):
                     average.lerp_(current, 1 - config.ema_decay)
-        n_lines = sum(map(sum, decisions))
-        truth = None if batch.truth is None else [t for t in batch.truth for _ in range(G)]
-        metrics = {"reward": float(rewards.sum()) / n_lines, "loss": loss.item(),
-                   **thought_stats(rollouts, decisions, codec, truth)}
+        totals = torch.tensor([float(rewards.sum()), float(sum(map(sum, decisions))), float(loss)],
+                              dtype=torch.float64)
+        summed([totals])                                                      # reward, decision lines, loss
+        truth = None if batch.truth is None else gathered([t for t in batch.truth for _ in range(config.group_size)])
+        metrics = {"reward": float(totals[0] / totals[1]), "loss": float(totals[2]),
+                   **thought_stats(gathered(rollouts), gathered(decisions), codec, truth)}
         if log is not None:
             log(step, metrics)
     return q

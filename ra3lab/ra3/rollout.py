@@ -19,6 +19,7 @@ row always holds ``rollout_ids(codec, rollout)`` and the rows that do not think 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -103,16 +104,21 @@ class _SharedCache:
 @torch.no_grad()
 def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decisions: list[list[bool]], repeats: int = 1,
                     max_thought_tokens: int = 8, temperature: float = 1.0, seed: int = 0,
-                    lookahead: int = 0) -> list[list[Rollout]]:
+                    lookahead: int = 0, places: Sequence[int] | None = None) -> list[list[Rollout]]:
     """``repeats`` rollouts of each snippet: ``result[i][g]`` is rollout g of snippet i.
 
     decisions[i][t]: whether a thought may be written before line t of snippet i (False for context
     lines such as a function header); lookahead: the code lines q sees past each decision line (k).
-    Deterministic per ``seed``.
+    Deterministic per ``seed``: rollout g of snippet i draws its own random numbers, seeded by (``seed``,
+    ``places[i]``, g) (``places``: the snippets' places in a larger batch, default 0, 1, ...), so a rollout is the
+    same whatever other snippets share the call: in one process, or with the batch split over several.
     """
     check(isinstance(lookahead, int) and lookahead >= 0, "estep.lookahead", lookahead,
           "must be an integer >= 0 (0: prior-style q, k > 0: q sees the next k lines)")
-    generator = torch.Generator().manual_seed(seed)
+    places = range(len(snippets)) if places is None else places
+    check(len(places) == len(snippets), "places", len(places), "give one place per snippet")
+    generators = [torch.Generator().manual_seed((seed * 1_000_003 + place) * 1_009 + g)
+                  for place in places for g in range(repeats)]
     rows = [i for i in range(len(snippets)) for _ in range(repeats)]
     thoughts: list[dict[int, str]] = [{} for _ in rows]
     think_probs: list[dict[int, float]] = [{} for _ in rows]
@@ -147,10 +153,12 @@ def sample_thoughts(model, codec: LineCodec, snippets: list[list[str]], decision
         cache.feed(pending)
         pending = [[] for _ in rows]
         p_think = ((cache.last / temperature).softmax(-1) * comment).sum(-1)
-        think = deciding & (torch.rand(len(rows), generator=generator) < p_think)
+        draws = torch.ones(len(rows))                    # a row draws only where it decides: its draws are its own
+        draws[deciding] = uniform([generators[r] for r in deciding.nonzero().squeeze(1).tolist()])
+        think = deciding & (draws < p_think)
         if think.any():
             for r, (ids, logq) in _sample_comment_lines(cache, think, comment, newline, max_thought_tokens,
-                                                        temperature, generator).items():
+                                                        temperature, generators).items():
                 line = snippets[rows[r]][t]
                 thoughts[r][t] = codec.split(line)[0] + _printable(codec.decode(ids))
                 thought_ids[r][t] = tuple(ids)
@@ -212,16 +220,21 @@ def _printable(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").rstrip() or "#"
 
 
+def uniform(generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """One draw in [0, 1) from each generator: (len(generators),)."""
+    return torch.stack([torch.rand((), generator=generator) for generator in generators])
+
+
 def _sample_comment_lines(cache: _SharedCache, think: torch.Tensor, comment: torch.Tensor, newline: torch.Tensor,
-                          max_tokens: int, temperature: float, generator) -> dict[int, tuple[list[int], float]]:
-    """Sample one comment line per thinking row (``think``, bool (R,)) from the cache's current logits; returns
-    row -> (the sampled content ids, log q of them at ``temperature``).
+                          max_tokens: int, temperature: float, generators: Sequence[torch.Generator]
+                          ) -> dict[int, tuple[list[int], float]]:
+    """Sample one comment line per thinking row (``think``, bool (R,)) from the cache's current logits, each row
+    with its own generator (``generators[r]``, inverse-CDF draws); returns row -> (the sampled content ids, log q
+    of them at ``temperature``).
 
     The first token is drawn among comment tokens (its log q, log softmax at that token, includes the choice to
     think), the next ones freely until a token holding a newline or ``max_tokens`` tokens. Tokens are fed to a
-    copy of the thinking rows' cache (the caller feeds the whole thought line to ``cache``). Each step draws one
-    token for every one of the R rows, the rows that do not think from a uniform distribution, so the draws of
-    a row do not depend on which other rows think."""
+    copy of the thinking rows' cache (the caller feeds the whole thought line to ``cache``)."""
     thinking = think.nonzero().squeeze(1)
     sub = cache.subset(thinking)
     active = torch.ones(len(thinking), dtype=torch.bool)
@@ -229,9 +242,11 @@ def _sample_comment_lines(cache: _SharedCache, think: torch.Tensor, comment: tor
     logq = torch.zeros(len(thinking), dtype=torch.float64)
     for step in range(max_tokens):
         logprobs = (sub.last / temperature).log_softmax(-1)
-        probs = torch.ones(len(think), logprobs.shape[1])
-        probs[thinking] = logprobs.exp() * comment if step == 0 else logprobs.exp()
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)[thinking]
+        cdf = (logprobs.exp() * comment if step == 0 else logprobs.exp()).cumsum(-1)             # (R', V)
+        live = active.nonzero().squeeze(1)              # only rows still writing draw: their draws are their own
+        drawn = torch.zeros(len(thinking))
+        drawn[live] = uniform([generators[int(thinking[k])] for k in live.tolist()]) * cdf[live, -1]
+        tokens = torch.searchsorted(cdf, drawn[:, None], right=True).squeeze(1).clamp(max=cdf.shape[1] - 1)
         logq += torch.where(active, logprobs.gather(1, tokens[:, None]).squeeze(1).double(), 0.0)
         for k in active.nonzero().squeeze(1).tolist():
             sampled[k].append(int(tokens[k]))

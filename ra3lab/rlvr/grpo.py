@@ -44,9 +44,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from datasets import Dataset
+from omegaconf import DictConfig
 from transformers import PrinterCallback
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -57,10 +59,11 @@ from ra3lab.evaluation import EvalConfig, Limits, SandboxPool, evaluate
 from ra3lab.evaluation.solve import budget
 from ra3lab.evaluation.tasks import REQUIRED
 from ra3lab.lm import HFGenerator, LineCodec, check_compatible, load_model, load_tokenizer
-from ra3lab.lm.generate import prompt_ids
+from ra3lab.lm.generate import STOP, completion_of, prompt_ids
 from ra3lab.rlvr.callbacks import TRL_METRICS, StepMetrics
 from ra3lab.rlvr.reward import unit_test_reward
 from ra3lab.runs import atomic_write, json_safe
+from ra3lab.runtime import gathered, place, resolve_device, resolve_dtype, world
 from ra3lab.tracking import Scalars, scalars
 
 EVAL_BATCH = 64         # completions per generate call in evaluation
@@ -111,18 +114,40 @@ class RLVRConfig:
         _number("timeout_s", self.timeout_s, self.timeout_s > 0, "must be a positive number of seconds")
 
 
-def grpo_args(config: RLVRConfig, output_dir: Path, max_completion_length: int) -> GRPOConfig:
+def grpo_args(config: RLVRConfig, output_dir: Path, max_completion_length: int, runtime: DictConfig | None = None,
+              generation: Mapping | None = None) -> GRPOConfig:
     """TRL's config for ``config``: one generation batch of ``prompts_per_step * group_size`` completions per
-    optimizer step, read in dataset order, float32, a log every step, checkpoints every ``save_every`` steps;
-    ``max_completion_length``: the largest rollout budget, tokens. ``use_cache`` stays on, so the saved model
-    generates with its KV cache as before."""
+    optimizer step over all processes (each process takes its share: :func:`per_process`), read in dataset order,
+    a log every step, checkpoints every ``save_every`` steps; ``max_completion_length``: the largest rollout
+    budget, tokens. ``runtime`` (:mod:`ra3lab.runtime`): the CPU or this process's GPU, bf16 autocast where its
+    dtype resolves to bf16, else float32. ``generation.backend=vllm``: TRL's vLLM (``generation.vllm_mode``)
+    rolls out, stopping at the stop strings. ``use_cache`` stays on, so the saved model generates with its KV
+    cache as before."""
+    engine: dict[str, Any] = {}
+    if generation is not None and generation["backend"] == "vllm":
+        engine = {"use_vllm": True, "vllm_mode": generation["vllm_mode"],
+                  "vllm_gpu_memory_utilization": float(generation["gpu_memory_utilization"]),
+                  "generation_kwargs": {"stop": list(STOP), "include_stop_str_in_output": True}}
     return GRPOConfig(
         output_dir=str(output_dir), max_steps=config.steps, learning_rate=config.lr, lr_scheduler_type="constant",
-        per_device_train_batch_size=config.prompts_per_step * config.group_size, gradient_accumulation_steps=1,
+        per_device_train_batch_size=per_process(config), gradient_accumulation_steps=1,
         num_generations=config.group_size, beta=config.beta, temperature=config.temperature,
         max_completion_length=max_completion_length, shuffle_dataset=False, seed=config.seed,
         save_strategy="steps", save_steps=config.save_every, logging_steps=1, report_to="none", disable_tqdm=True,
-        bf16=False, gradient_checkpointing=False, use_cache=True, disable_dropout=True, dataloader_pin_memory=False)
+        gradient_checkpointing=False, use_cache=True, disable_dropout=True, dataloader_pin_memory=False,
+        use_cpu=runtime is not None and resolve_device(runtime.device).type == "cpu",
+        bf16=runtime is not None and resolve_dtype(runtime) == torch.bfloat16, **engine)
+
+
+def per_process(config: RLVRConfig, processes: int | None = None) -> int:
+    """Completions each of ``processes`` (default: this launch's) rolls out per step: its share of the step's
+    ``prompts_per_step * group_size``; ConfigError when the processes cannot share them evenly."""
+    processes = world()[1] if processes is None else processes
+    completions = config.prompts_per_step * config.group_size
+    check(completions % processes == 0, "rlvr.prompts_per_step", config.prompts_per_step,
+          f"a step's {completions} completions (prompts_per_step x group_size) must split evenly over the "
+          f"{processes} processes: choose prompts_per_step x group_size a multiple of {processes}")
+    return completions // processes
 
 
 def check_tasks(field: str, tasks, reference: str | None = None) -> dict[str, dict]:
@@ -160,20 +185,32 @@ def held_out(model, tokenizer, tasks: list[dict], name: str, pool: SandboxPool, 
 def line_rollout(tokenizer, config: RLVRConfig, budgets: Mapping[str, int], metrics: StepMetrics
                  ) -> Callable[[list[str], GRPOTrainer], dict]:
     """TRL's ``rollout_func``: one completion per prompt row (TRL repeats each prompt ``group_size`` times) of at
-    most ``budgets[prompt]`` new tokens, sampled by :class:`~ra3lab.lm.HFGenerator` and timed and counted by
-    ``metrics``. Returns ``{prompt_ids, completion_ids, logprobs: None, env_mask}`` (TRL scores the tokens
-    itself); ``completion_ids[row]``: :attr:`~ra3lab.lm.generate.Completion.ids`, through the token that ended
-    the body; ``env_mask[row]``: one 0/1 per completion token, all 0 for a truncated completion (kept out of the
-    loss, module docstring), all 1 otherwise."""
+    most ``budgets[prompt]`` new tokens, timed and counted by ``metrics`` (over every process's rows). Sampled by
+    :class:`~ra3lab.lm.HFGenerator` with one seed per row of the step's global batch (fixed by the seed, the step
+    and the row's place over all processes), so one process or several roll out the same completions; by TRL's
+    vLLM engine under ``generation.backend=vllm``. Returns ``{prompt_ids, completion_ids, logprobs, env_mask}``
+    (TRL scores the tokens itself; ``logprobs``: vLLM's of the sampled tokens, else None);
+    ``completion_ids[row]``: :attr:`~ra3lab.lm.generate.Completion.ids`, through the token that ended the body;
+    ``env_mask[row]``: one 0/1 per completion token, all 0 for a truncated completion (kept out of the loss,
+    module docstring), all 1 otherwise."""
 
     def rollout(prompts: list[str], trainer: GRPOTrainer) -> dict:
-        generator = HFGenerator(trainer.accelerator.unwrap_model(trainer.model), tokenizer)
+        codec = LineCodec(tokenizer)
+        encoded, rows = prompt_ids(codec, prompts), [budgets[prompt] for prompt in prompts]
         with metrics.generating():
-            completions = generator.generate(prompts, [budgets[prompt] for prompt in prompts], "sample",
-                                             config.temperature, seed=config.seed * 100_003 + trainer.state.global_step)
-        metrics.rolled_out([len(c.ids) for c in completions], [c.truncated for c in completions])
-        return {"prompt_ids": prompt_ids(generator.codec, prompts),
-                "completion_ids": [list(c.ids) for c in completions], "logprobs": None,
+            if trainer.use_vllm:
+                _, ids, sampled, _ = trainer.vllm_generation.generate(prompts=encoded, images=None, num_generations=1)
+                completions = [completion_of(codec, list(row[:budget]), budget) for row, budget in zip(ids, rows)]
+                logprobs = [[token[0] for token in row[:len(c.ids)]] for row, c in zip(sampled, completions)]
+            else:
+                generator = HFGenerator(trainer.accelerator.unwrap_model(trainer.model), tokenizer)
+                step, first = config.seed * 100_003 + trainer.state.global_step, world()[0] * len(prompts)
+                completions = generator.generate(prompts, rows, "sample", config.temperature,
+                                                 row_seeds=[step * 1_000_003 + first + row for row in range(len(rows))])
+                logprobs = None
+        lengths, truncated = [len(c.ids) for c in completions], [c.truncated for c in completions]
+        metrics.rolled_out(gathered(lengths), gathered(truncated))     # the whole step's, over all processes
+        return {"prompt_ids": encoded, "completion_ids": [list(c.ids) for c in completions], "logprobs": logprobs,
                 "env_mask": [[0 if c.truncated else 1] * len(c.ids) for c in completions]}
 
     return rollout
@@ -229,7 +266,8 @@ def handing(log: Callable[[int, dict], None] | None, track: Scalars | None) -> C
 def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict] | Mapping[str, list[dict]],
                config: RLVRConfig, output_dir: Path, pool: SandboxPool,
                log: Callable[[int, dict], None] | None = None, eval: EvalConfig = EVAL,
-               tensorboard: Path | None = None) -> dict:
+               tensorboard: Path | None = None, runtime: DictConfig | None = None,
+               generation: Mapping | None = None) -> dict:
     """GRPO from the model and tokenizer in ``checkpoint`` (a save_pretrained directory or hub name) on
     ``train_tasks``; returns ``{"model_dir", "steps", "history", <last eval metrics>}``.
 
@@ -241,7 +279,14 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
     (``checkpoint-<step>/``), ``rlvr.json`` and, at the end, the trained model and tokenizer in ``final/``. Called
     again on the same output_dir with the same inputs, the run resumes from its last checkpoint, and ``log`` gets the
     steps after it again; "history" holds every logged row from step 0. ``tensorboard``: a folder for TensorBoard
-    event files of the run (module docstring); None: none. Bad input raises ConfigError before training.
+    event files of the run (module docstring); None: none. ``runtime`` and ``generation``: where the model trains
+    and how it rolls out (:func:`grpo_args`). Bad input raises ConfigError before training.
+
+    In a launch of several processes (:mod:`ra3lab.runtime`) every process calls this with the same arguments and
+    its own ``output_dir``: TRL's trainer runs data parallel over them (each rolls out, rewards and trains on its
+    share of a step's completions; TRL gathers the rewards for the group advantages and normalises the loss by the
+    tokens of all processes), so the weights follow one process's with the same global batch; every process
+    evaluates the held-out tasks alike.
     """
     check(isinstance(config, RLVRConfig), "config", type(config).__name__, "give an RLVRConfig")
     check(isinstance(eval, EvalConfig), "eval", type(eval).__name__, "give an EvalConfig")
@@ -253,7 +298,7 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
         check(isinstance(name, str) and name != "" and "/" not in name, "eval_tasks", name,
               "task set names must be non-empty strings without '/'")
         check_tasks(f"eval_tasks[{name!r}]", tasks, None if eval.max_new_tokens else "eval.max_new_tokens")
-    model = load_model(str(checkpoint))
+    model = place(load_model(str(checkpoint)), runtime, training=True)
     tokenizer = load_tokenizer(str(checkpoint))
     check_compatible(model, tokenizer)
     output_dir = Path(output_dir)
@@ -275,7 +320,7 @@ def train_rlvr(checkpoint: Path, train_tasks: list[dict], eval_tasks: list[dict]
             warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
             warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATED, category=FutureWarning)
             trainer = GRPOTrainer(model=model, reward_funcs=unit_test_reward(pool, tasks_by_id, limits),
-                                  args=grpo_args(config, output_dir, max(budgets.values())),
+                                  args=grpo_args(config, output_dir, max(budgets.values()), runtime, generation),
                                   train_dataset=_rows(list(train_tasks), config), processing_class=tokenizer,
                                   callbacks=[metrics, *reporting],
                                   rollout_func=line_rollout(tokenizer, config, budgets, metrics))

@@ -25,6 +25,7 @@ from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, SandboxPool, evaluate
 from ra3lab.evaluation.solve import Evaluation
 from ra3lab.lm import LineCodec, build_model, load_model
+from ra3lab.lm.generate import Generator
 from ra3lab.log import say
 from ra3lab.ra3 import em
 from ra3lab.ra3.arms import BASE, Arm
@@ -56,11 +57,12 @@ def eval_config(config: DictConfig, thought_tokens: int, decoding: str | None = 
 
 
 def evaluate_arm(model, tokenizer, tasks: list[dict], pool: SandboxPool, config: DictConfig, thought_tokens: int,
-                 suffix: str = "", describe: Callable[[Evaluation], dict] | None = None) -> dict:
+                 suffix: str = "", describe: Callable[[Evaluation], dict] | None = None,
+                 generator: Generator | None = None) -> dict:
     """The arm's pass@k and how it thought and truncated (:meth:`Evaluation.summary` keys, ``<key><suffix>``),
-    with eval.decoding, and what ``describe`` reads off its samples; then, when eval.decision_greedy, the same
-    pass@k under ``decision_greedy_<key><suffix>``."""
-    evaluation = evaluate(model, tokenizer, tasks, pool, eval_config(config, thought_tokens))
+    with eval.decoding (through ``generator``, default HF generate), and what ``describe`` reads off its samples;
+    then, when eval.decision_greedy, the same pass@k under ``decision_greedy_<key><suffix>``."""
+    evaluation = evaluate(model, tokenizer, tasks, pool, eval_config(config, thought_tokens), generator=generator)
     described = describe(evaluation) if describe else {}
     result = {f"{key}{suffix}": value for key, value in {**evaluation.summary(), **described}.items()}
     if config.eval.decision_greedy:

@@ -33,7 +33,7 @@ class RunJob(submitit.helpers.Checkpointable):
         os.environ["RA3LAB_RUNS"] = str(runs_root)
         from ra3lab.config import compose_experiment
         from ra3lab.execute import execute, launch, prepare
-        from ra3lab.runtime import check_machine
+        from ra3lab.runtime import check_launch
 
         config = compose_experiment(experiment, list(overrides), quick=quick)
         run = prepare(experiment, config)
@@ -41,7 +41,7 @@ class RunJob(submitit.helpers.Checkpointable):
             if spans_processes(config):
                 import torch
 
-                check_machine(config.runtime, gpus=torch.cuda.device_count())   # this node's; the job spans nodes
+                check_launch(config, gpus=torch.cuda.device_count())   # this node's; the job spans nodes
                 launch(config, run_argv(experiment, overrides, quick, force), *rendezvous())
                 summary = run.summary()
             else:
@@ -118,11 +118,11 @@ def check_span(config, profile: dict) -> int:
     core of its ``cpus_per_task``."""
     if "runtime" not in config:
         return 1
-    from ra3lab.runtime import check_machine
+    from ra3lab.runtime import check_launch
 
     name, wanted = profile["name"], config.runtime
     gpus = profile.get("gpus_per_node") or 0
-    check_machine(wanted, gpus=gpus)
+    check_launch(config, gpus=gpus)
     check(wanted.nodes <= profile.get("nodes", 1), "runtime.nodes", wanted.nodes,
           f"profile {name} lets a run span at most {profile.get('nodes', 1)} nodes: lower runtime.nodes, or raise "
           "the profile's nodes")

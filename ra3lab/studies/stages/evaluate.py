@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ra3lab.evaluation import SandboxPool
 from ra3lab.evaluation.solve import Evaluation
 from ra3lab.lm import LineCodec, load_model, load_tokenizer
+from ra3lab.lm.generate import generator_for
 from ra3lab.log import say
 from ra3lab.ra3.evaluate import heldout_nll
 from ra3lab.ra3.metrics import names_intent, names_next_lines
@@ -84,11 +85,12 @@ def run(config: DictConfig, run) -> dict:
     with SandboxPool(workers=config.eval.workers) as pool:
         result = heldout_nll(model, codec, held, config.eval.elbo_samples, thought_tokens, seed=int(config.seed))
         describe = plan_describer(source) if isinstance(source, PlanSource) else None
+        generator = generator_for(config.get("generation"), model, tokenizer)
         result.update(evaluate_arm(model, tokenizer, tasks, pool, config, thought_tokens, suffix=suffix,
-                                   describe=describe))
+                                   describe=describe, generator=generator))
         if isinstance(source, PlanSource):
             result.update(evaluate_arm(model, tokenizer, source.control_tasks(), pool, config, thought_tokens,
-                                       suffix=CONTROL))
+                                       suffix=CONTROL, generator=generator))
     if isinstance(source, CodeWorldSource):
         result.update(hindsight(model, codec, held, source.programs("heldout"), config))
     say("evaluate", f"arm {arm}: nll plain {result['nll_plain']:.3f}, elbo {result['nll_elbo']:.3f}, pass@1 "

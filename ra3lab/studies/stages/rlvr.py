@@ -18,7 +18,7 @@ from ra3lab.errors import check
 from ra3lab.evaluation import EvalConfig, SandboxPool, named_tasks
 from ra3lab.log import say
 from ra3lab.rlvr import RLVRConfig, train_rlvr
-from ra3lab.rlvr.grpo import check_tasks
+from ra3lab.rlvr.grpo import check_tasks, per_process
 from ra3lab.runtime import processes
 from ra3lab.stats import area_under_curve
 from ra3lab.studies import codeworld_ra3
@@ -72,9 +72,7 @@ def validate(config: DictConfig) -> None:
     check(isinstance(config.rlvr.seed, int), "rlvr.seed", config.rlvr.seed, "must be an integer")
     check_rlvr(config, block(config, "rlvr"), block(config, "rlvr_eval"))
     if "runtime" in config:
-        check(processes(config.runtime) == 1, "runtime.processes", config.runtime.processes,
-              "GRPO runs in one process so far (the pre-training, mid-training and evaluation stages run over "
-              "several): run the rlvr stage with runtime.processes=1 runtime.nodes=1")
+        per_process(RLVRConfig(**block(config, "rlvr")), processes(config.runtime))
 
 
 def task_sets(config: DictConfig) -> tuple[list[dict], list[dict]]:
@@ -101,7 +99,8 @@ def run(config: DictConfig, run) -> dict:
     with SandboxPool(workers=config.workers) as pool:
         result = train_rlvr(model_path(config, "model"), train, heldout, RLVRConfig(**block(config, "rlvr")),
                             run.path / "rlvr", pool, eval=EvalConfig(**block(config, "rlvr_eval")), log=log,
-                            tensorboard=event_dir(config, run.path, "rlvr"))
+                            tensorboard=event_dir(config, run.path, "rlvr"), runtime=config.get("runtime"),
+                            generation=config.get("generation"))
     evaluated = [row for row in result["history"] if METRIC in row]
     steps, curve = [row["step"] for row in evaluated], [row[METRIC] for row in evaluated]
     rewarded = [row for row in result["history"] if REWARD in row]
