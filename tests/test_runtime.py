@@ -6,15 +6,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
+from test_rlvr import parity_task
 
 from ra3lab import runtime
 from ra3lab.cli import main
@@ -291,6 +296,51 @@ def test_a_staged_run_over_two_processes_matches_one_process_and_is_written_once
 
 
 @pytest.mark.slow
+def test_a_two_process_run_killed_mid_grpo_resumes_in_one_process_from_its_checkpoint(tmp_path):
+    """The rlvr stage over 2 processes, killed (SIGKILL to the command, its launcher and both processes, as a
+    cancelled job is) once GRPO saved its first checkpoint, then launched again in 1 process: it goes on from that
+    checkpoint (steps 2 and 3 only) and ends with the weights of the same run computed over 2 processes without a
+    stop."""
+    tasks = tmp_path / "parity.jsonl"                      # rewards of 0 and 1 from any model: GRPO moves the weights
+    tasks.write_text("".join(json.dumps(parity_task(index)) + "\n" for index in range(8)))
+    command = [sys.executable, "-m", "ra3lab.cli", "run", "rlvr", "--quick", "pretrain.steps=20", "data.pretrain=100",
+               "midtrain.steps_per_round=5", f"tasks.train_file={tasks}", f"tasks.heldout_file={tasks}",
+               "rlvr.max_new_tokens=12", "rlvr_eval.max_new_tokens=12", "rlvr.steps=3", "rlvr.save_every=1",
+               "rlvr.eval_every=3", "rlvr_eval.n=2", "rlvr.lr=1e-3", "runtime.launcher=torchrun",
+               "runtime.processes=2", "--json"]
+    env = {**os.environ, "RA3LAB_RUNS": str(tmp_path)}
+    first = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 900
+    while not list(tmp_path.glob("rlvr/*/rlvr/checkpoint-1/trainer_state.json")):
+        assert first.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(1)
+    launcher = psutil.Process(first.pid)
+    processes = [*launcher.children(recursive=True), launcher]             # torchrun's workers have their own session
+    for process in processes:
+        process.kill()
+    psutil.wait_procs(processes, timeout=30)
+    first.wait()
+    [run_dir] = tmp_path.glob("rlvr/*")
+    assert not (run_dir / "summary.json").exists()
+    alone = [arg for arg in command if not arg.startswith("runtime.")]      # resumed in 1 process: the same run
+    again = subprocess.run(alone, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    steps = re.findall(r"rlvr ntp seed 0: step (\d+):", again.stderr)
+    assert steps[-1] == "3" and "1" not in steps, steps                       # resumed, not started over
+    resumed = load_file(run_dir / "rlvr" / "final" / "model.safetensors")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(row.get("rlvr/grad_norm", 0) > 0 for row in rows)              # GRPO had a gradient
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 3 and summary["reward_steps"] == [1, 2, 3] and summary["curve_steps"] == [0, 3]
+    whole = subprocess.run([*command, "--force"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+                           check=False)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    for key, weight in load_file(run_dir / "rlvr" / "final" / "model.safetensors").items():
+        torch.testing.assert_close(resumed[key], weight, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.xdist_group("slurm")
 def test_a_run_over_two_processes_is_one_slurm_job_that_launches_them(slurm_cluster, isolated_runs, capsys):
@@ -315,9 +365,11 @@ def test_bench_scaling_sets_two_processes_against_one_with_the_same_weights():
     from ra3lab.bench.scaling import run
 
     report = run(processes=2, steps=4, batch_size=8)
-    assert report["peer"] == "the same code in one process" and report["max_abs_weight_diff"] < 1e-5
-    rates = report["tokens_per_s"]
-    assert set(rates) == {"one process", "2 processes"} and all(rate > 0 for rate in rates.values())
-    assert report["efficiency"] == pytest.approx(report["speedup"] / 2)
+    assert report["peer"] == "the same code in one process"
+    for loop in ("ntp", "estep"):                                                # the M-step's loop and the E-step
+        assert report[loop]["max_abs_weight_diff"] < 1e-5, loop
+        rates = report[loop]["tokens_per_s"]
+        assert set(rates) == {"one process", "2 processes"} and all(rate > 0 for rate in rates.values())
+        assert report[loop]["efficiency"] == pytest.approx(report[loop]["speedup"] / 2)
     generation = report["generation"]                                            # HF generate against vLLM: GPUs only
     assert generation["measured"] == torch.cuda.is_available() and (generation["measured"] or generation["why"])

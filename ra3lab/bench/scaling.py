@@ -1,18 +1,19 @@
-"""`ra3lab bench scaling`: next-token training (what pre-training, NTP and the M-step run) in one launch of
-``processes`` processes (DDP on accelerate: gloo on this machine's CPUs) against the same code in one process.
+"""`ra3lab bench scaling`: the two training loops of RA3 in one launch of ``processes`` processes (DDP on
+accelerate: gloo on this machine's CPUs) against the same code in one process: next-token training (what
+pre-training, NTP and the M-step run) and the E-step (q's rollouts, their scores under pi and q's policy gradient).
 
-Both train the same tiny model on the same programs with the same global batch, so every step does the same work
-and the weights should agree (their largest difference is reported). Each configuration gets the machine's
-``cores``: the one process ``cores`` torch threads, each of the P processes ``cores / P``. Units: ``tokens_per_s``
-is the training tokens (steps x global batch x the programs' mean length in tokens) over the training loop's wall
-time (model building and the launch excluded);
-``speedup`` = the launch's rate / one process's; ``efficiency`` = speedup / P (1: perfect scaling).
+Both configurations do the same work with the same global batch, so the weights should agree (their largest
+difference is reported, for the trained model and for q). Each configuration gets the machine's ``cores``: the one
+process ``cores`` torch threads, each of the P processes ``cores / P``. Units: ``tokens_per_s`` is the code tokens
+a loop trains on (NTP: steps x global batch x the programs' mean length; the E-step: steps x snippets x G rollouts
+x the snippets' mean length) over its wall time (model building and the launch excluded); ``speedup`` = the
+launch's rate / one process's; ``efficiency`` = speedup / P (1: perfect scaling).
 
 On a machine with a GPU and vLLM it also reports generation: tokens/s of sampling completions of CodeWorld tasks
 from the same tiny model (bf16) with vLLM against HF generate (the peer), in the same run (:func:`generation`).
 
-Run as a module (``python -m ra3lab.bench.scaling <out.json> <processes> <steps> <threads>``) it is one process
-of a measurement.
+Run as a module (``python -m ra3lab.bench.scaling <out.json> <processes> <steps> <threads> <batch>``) it is one
+process of a measurement.
 """
 
 from __future__ import annotations
@@ -24,19 +25,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ra3lab.errors import check
 
 HIDDEN, LAYERS, HEADS = 128, 4, 4
 PROGRAMS = 400
+ESTEP: dict[str, Any] = {"steps": 3, "snippets_per_step": 8, "group_size": 4, "max_thought_tokens": 6, "lr": 1e-4}
 
 
 def measure(out: Path, processes: int, steps: int, threads: int, batch_size: int) -> None:
-    """One process of a measurement: train, and (rank 0) write seconds, tokens and the weights' path to ``out``."""
+    """One process of a measurement: NTP training, then E-steps (each from the same built model), and (rank 0)
+    write their seconds, tokens and the weights' paths to ``out``."""
     import torch
     from omegaconf import OmegaConf
 
     from ra3lab.lm import LineCodec, build_model, train_ntp
+    from ra3lab.ra3.estep import Corpus, EStepConfig, e_step
     from ra3lab.runtime import world
 
     torch.set_num_threads(threads)
@@ -46,14 +51,24 @@ def measure(out: Path, processes: int, steps: int, threads: int, batch_size: int
     model = build_model(tokenizer, hidden=HIDDEN, layers=LAYERS, heads=HEADS, seed=0)
     runtime = OmegaConf.create({"device": "cpu", "dtype": "fp32", "compile": False, "strategy": "ddp", "nodes": 1,
                                 "launcher": "torchrun" if processes > 1 else "none", "processes": processes})
-    tokens = steps * batch_size * sum(map(len, sequences)) / len(sequences)     # in expectation over the batches
+    mean_length = sum(map(len, sequences)) / len(sequences)                  # tokens, in expectation over batches
     start = time.perf_counter()
     train_ntp(model, sequences, steps=steps, batch_size=batch_size, lr=1e-3, runtime=runtime)
-    seconds = time.perf_counter() - start
+    ntp_seconds = time.perf_counter() - start
+    snippets = Corpus(programs, [[True] * len(lines) for lines in programs])
+    config = EStepConfig(**ESTEP)
+    start = time.perf_counter()             # from the built model: both loops start where both configurations agree
+    q = e_step(build_model(tokenizer, hidden=HIDDEN, layers=LAYERS, heads=HEADS, seed=0), codec, snippets, config,
+               c=0.01, seed=0)
+    estep_seconds = time.perf_counter() - start
     if world()[0] == 0:
-        weights = out.with_suffix(".pt")
-        torch.save(model.state_dict(), weights)
-        out.write_text(json.dumps({"seconds": seconds, "tokens": tokens, "weights": str(weights)}))
+        weights = {"ntp": out.with_suffix(".ntp.pt"), "estep": out.with_suffix(".q.pt")}
+        torch.save(model.state_dict(), weights["ntp"])
+        torch.save(q.state_dict(), weights["estep"])
+        rollouts = config.steps * config.snippets_per_step * config.group_size
+        out.write_text(json.dumps({
+            "ntp": {"seconds": ntp_seconds, "tokens": steps * batch_size * mean_length, "weights": str(weights["ntp"])},
+            "estep": {"seconds": estep_seconds, "tokens": rollouts * mean_length, "weights": str(weights["estep"])}}))
 
 
 def corpus(count: int = PROGRAMS):
@@ -116,8 +131,8 @@ def _launch(folder: Path, name: str, processes: int, steps: int, threads: int, b
 
 
 def run(processes: int = 2, steps: int = 30, batch_size: int = 16, cores: int | None = None) -> dict:
-    """Tokens/s of next-token training in ``processes`` processes against one, with the same global batch; and on
-    a GPU, of generation with vLLM against HF generate (:func:`generation`)."""
+    """Tokens/s of next-token training and of the E-step in ``processes`` processes against one, with the same
+    global batch; and on a GPU, of generation with vLLM against HF generate (:func:`generation`)."""
     import torch
 
     cores = cores or os.cpu_count() or 1
@@ -130,14 +145,19 @@ def run(processes: int = 2, steps: int = 30, batch_size: int = 16, cores: int | 
         folder = Path(scratch)
         one = _launch(folder, "one", 1, steps, cores, batch_size)
         many = _launch(folder, "many", processes, steps, max(1, cores // processes), batch_size)
-        weights = [torch.load(result["weights"]) for result in (one, many)]
-    rate_one, rate_many = one["tokens"] / one["seconds"], many["tokens"] / many["seconds"]
-    return {"benchmark": "scaling", "what": "next-token training (pre-training, NTP, the M-step)",
-            "peer": "the same code in one process", "processes": processes, "cores": cores, "steps": steps,
-            "global_batch": batch_size, "model": {"hidden": HIDDEN, "layers": LAYERS, "heads": HEADS},
-            "tokens_per_s": {"one process": rate_one, f"{processes} processes": rate_many},
-            "speedup": rate_many / rate_one, "efficiency": rate_many / rate_one / processes,
-            "max_abs_weight_diff": max((weights[0][key] - weights[1][key]).abs().max().item() for key in weights[0]),
+        loops = {}
+        for loop in ("ntp", "estep"):
+            weights = [torch.load(result[loop]["weights"]) for result in (one, many)]
+            rate_one, rate_many = (result[loop]["tokens"] / result[loop]["seconds"] for result in (one, many))
+            loops[loop] = {"tokens_per_s": {"one process": rate_one, f"{processes} processes": rate_many},
+                           "speedup": rate_many / rate_one, "efficiency": rate_many / rate_one / processes,
+                           "max_abs_weight_diff": max((weights[0][key] - weights[1][key]).abs().max().item()
+                                                      for key in weights[0])}
+    return {"benchmark": "scaling", "peer": "the same code in one process", "processes": processes, "cores": cores,
+            "model": {"hidden": HIDDEN, "layers": LAYERS, "heads": HEADS},
+            "ntp": {"what": "next-token training (pre-training, NTP, the M-step)", "steps": steps,
+                    "global_batch": batch_size, **loops["ntp"]},
+            "estep": {"what": "the E-step (rollouts, scores, q's policy gradient)", **ESTEP, **loops["estep"]},
             "generation": generation()}
 
 
