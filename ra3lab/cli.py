@@ -79,9 +79,10 @@ def cmd_run(args) -> dict:
 
     launches = spans_processes(config)
     argv = run_argv(args.experiment, args.overrides, args.quick, args.force)
-    from ra3lab.runtime import check_launch
+    from ra3lab.runtime import check_launch, world
 
-    check_launch(config)
+    if world()[1] == 1:              # a process of a launch was checked, with its node, before the launch
+        check_launch(config)
     if args.dry_run:
         from ra3lab.execute import prepare
         from ra3lab.runtime import launch_command
