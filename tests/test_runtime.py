@@ -3,6 +3,7 @@ under DDP against one process with the same global batch, and a staged run launc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -318,7 +319,8 @@ def test_a_two_process_run_killed_mid_grpo_resumes_in_one_process_from_its_check
     launcher = psutil.Process(first.pid)
     processes = [*launcher.children(recursive=True), launcher]             # torchrun's workers have their own session
     for process in processes:
-        process.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):                      # a short-lived child may be gone already
+            process.kill()
     psutil.wait_procs(processes, timeout=30)
     first.wait()
     [run_dir] = tmp_path.glob("rlvr/*")
