@@ -92,8 +92,9 @@ def cmd_run(args) -> dict:
         return {"experiment": args.experiment, "dry_run": True, "run_dir": str(run.path), "done": run.done, **launch}
     from ra3lab.execute import execute, launch_locally
 
-    return launch_locally(args.experiment, config, argv) if launches else execute(args.experiment, config,
-                                                                                   force=args.force)
+    if launches:
+        return launch_locally(args.experiment, config, argv, force=args.force)
+    return execute(args.experiment, config, force=args.force)
 
 
 def cmd_theory_check(args) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -53,7 +52,7 @@ def prepare(name: str, config: DictConfig) -> Run:
 
 def warn_if_stale(run: Run) -> None:
     """Say on stderr when a reused run was computed by other code than the checkout's."""
-    then = json.loads((run.path / "provenance.json").read_text()).get("commit")
+    then = run.provenance().get("commit")
     now = git_state(project_root())["commit"]
     if then and now and then != now:
         say("run", f"reusing {run.path} computed at commit {then[:10]} (now {now[:10]}); "
@@ -89,6 +88,7 @@ def execute_node(name: str, config: DictConfig, force: bool = False, reporter=No
     from ra3lab.stages import lock
 
     run = Run(runs_root() / name / run_id(config), config)
+    check_resume(run, force)
     if world()[1] > 1:
         return _replicated(name, config, run, force, reporter)
     with lock(run.path):
@@ -96,6 +96,15 @@ def execute_node(name: str, config: DictConfig, force: bool = False, reporter=No
             warn_if_stale(run)
             return {**run.summary(), "cached": True}
         return _compute(name, config, run, force, reporter)
+
+
+def check_resume(run: Run, force: bool) -> None:
+    """ConfigError naming the key and its fix where ``run`` has progress to resume (and is not ``force``d to start
+    over) that its runtime cannot resume (:func:`ra3lab.runtime.check_resumable`: FSDP shards)."""
+    from ra3lab.runtime import check_resumable
+
+    if not force and "runtime" in run.config and run.resumable:
+        check_resumable(run.provenance().get("runtime", {}), run.config.runtime)
 
 
 def _compute(name: str, config: DictConfig, run: Run, force: bool, reporter) -> dict:
@@ -169,12 +178,10 @@ def launch(config: DictConfig, argv: list[str], node: str = "0", master: str = "
                        "run's status.json)")
 
 
-def launch_locally(name: str, config: DictConfig, argv: list[str]) -> dict:
-    """Run experiment ``name`` in ``runtime.processes`` processes on this machine (validated first, as a one-process
-    run is); returns rank 0's summary."""
-    from ra3lab.runtime import check_launch
-
-    check_launch(config)
+def launch_locally(name: str, config: DictConfig, argv: list[str], force: bool = False) -> dict:
+    """Run experiment ``name`` in ``runtime.processes`` processes on this machine (its config checked against the
+    machine by the caller, its checkpoints against the runtime here); returns rank 0's summary."""
     run = prepare(name, config)
+    check_resume(run, force)
     launch(config, argv)
     return {**run.summary(), "processes": int(config.runtime.processes)}

@@ -130,6 +130,17 @@ class Run:
     def summary(self) -> dict:
         return json.loads(self.summary_path.read_text())
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the run is unfinished with saved progress to resume from: its checkpoint.json, or models a study
+        saved on the way (``checkpoints/``, a trainer's ``<stage>/checkpoint-<step>/``)."""
+        return not self.done and (any(self.path.glob("checkpoint*")) or any(self.path.glob("*/checkpoint*")))
+
+    def provenance(self) -> dict:
+        """The provenance recorded when the run last started ({} before it ever did)."""
+        path = self.path / "provenance.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def status(self) -> dict:
         """The last recorded state: {"state": "pending" | "running" | "failed" | "done", ...}."""
         if self.done:
@@ -155,8 +166,7 @@ class Run:
         metrics.write_text("".join(kept))
         from ra3lab.runtime import describe
 
-        previous = self.path / "provenance.json"
-        resumes = json.loads(previous.read_text()).get("resumes", -1) + 1 if previous.exists() and kept else 0
+        resumes = self.provenance().get("resumes", -1) + 1 if kept else 0
         self._provenance = {
             **git_state(repo),
             "versions": package_versions(),
@@ -169,7 +179,7 @@ class Run:
             "upstream": OmegaConf.to_container(self.config.upstream) if "upstream" in self.config else {},
             "runtime": describe(self.config.get("runtime")),
         }
-        atomic_write(previous, json.dumps(self._provenance, indent=2))
+        atomic_write(self.path / "provenance.json", json.dumps(self._provenance, indent=2))
         self._set_status("running")
 
     def _load_checkpoint(self) -> dict:

@@ -11,7 +11,9 @@ gradients are averaged; ``runtime.strategy`` fsdp or deepspeed name the accelera
 training loops split each global batch by rank (:func:`shard`), so the numbers match one process with the same
 global batch up to the order of float sums, and the run directory is written by rank 0 alone
 (:mod:`ra3lab.execute`). Resuming on another number of processes continues from the same checkpoint: under DDP
-the model and optimizer states are the same in every process, and the batches depend only on the seed.
+the model and optimizer states are the same in every process, and the batches depend only on the seed. FSDP saves
+each process's shard (``SHARDED_STATE_DICT``), so a run checkpointed under FSDP resumes only under FSDP over the same
+number of processes, and a run checkpointed whole does not resume under FSDP (:func:`check_resumable`).
 """
 
 from __future__ import annotations
@@ -216,8 +218,26 @@ def describe(runtime: DictConfig | None) -> dict:
     if runtime is None:
         return {"processes": world()[1]}
     dtype = resolve_dtype(runtime)
-    return {"processes": world()[1], "device": str(resolve_device(runtime.device)),
+    return {"processes": world()[1], "strategy": runtime.strategy, "device": str(resolve_device(runtime.device)),
             "dtype": "as built" if dtype is None else str(dtype).removeprefix("torch.")}
+
+
+def check_resumable(before: dict, runtime: DictConfig) -> None:
+    """ConfigError naming the key and its fix where ``runtime`` cannot resume checkpoints written under ``before``
+    (a run's provenance ``runtime``: its processes and strategy). FSDP checkpoints are one shard per process: they
+    resume under FSDP over as many processes; checkpoints saved whole (DDP, DeepSpeed or one process) do not resume
+    as FSDP shards. Anything else resumes."""
+    was, now = before.get("strategy", "ddp"), runtime.strategy
+    if "fsdp" not in (was, now):
+        return
+    count = int(before.get("processes", 1))
+    start_over = "or start the run over with --force"
+    saved = "as FSDP shards" if was == "fsdp" else "whole"
+    check(was == now, "runtime.strategy", now, f"this run's checkpoints were saved {saved} ({was} over {count} "
+          f"processes): resume it with runtime.strategy={was}, {start_over}")
+    check(processes(runtime) == count, "runtime.processes", runtime.processes,
+          f"this run's checkpoints are FSDP shards of {count} processes: resume it over {count} processes "
+          f"(runtime.processes x runtime.nodes), {start_over}")
 
 
 def shard(rows: Sequence[int]) -> list[int]:

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -123,6 +124,47 @@ def test_a_generation_backend_that_cannot_run_there_is_refused_before_launch(tmp
         answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert answer["field"] == "generation.backend" and "ra3lab[gpu]" in answer["error"]
         assert not any(tmp_path.iterdir())                                       # nothing prepared
+
+
+@pytest.mark.parametrize(("before", "now", "field"), [
+    ({"strategy": "fsdp", "processes": 16}, {"strategy": "fsdp", "processes": 8, "nodes": 2}, None),   # same shards
+    ({"strategy": "fsdp", "processes": 16}, {"strategy": "fsdp", "processes": 8}, "runtime.processes"),
+    ({"strategy": "fsdp", "processes": 8}, {"strategy": "ddp", "processes": 8}, "runtime.strategy"),
+    ({"strategy": "ddp", "processes": 2}, {"strategy": "fsdp", "processes": 2}, "runtime.strategy"),     # saved whole
+    ({"strategy": "ddp", "processes": 2}, {"strategy": "ddp", "processes": 1}, None),         # DDP resumes anywhere
+    ({"processes": 1}, {"strategy": "deepspeed", "processes": 4}, None),                      # a run before strategies
+])
+def test_fsdp_checkpoints_resume_only_as_the_shards_they_were_saved_as(before, now, field):
+    resuming = block(launcher="accelerate", device="cuda", **now)
+    if field is None:
+        runtime.check_resumable(before, resuming)
+        return
+    with pytest.raises(ConfigError, match="--force") as error:
+        runtime.check_resumable(before, resuming)
+    assert error.value.field == field
+
+
+def test_a_run_checkpointed_as_fsdp_shards_is_refused_elsewhere_before_it_starts_and_loses_nothing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path))
+    command = ["run", "pretrain", "--quick", "pretrain.steps=4", "--json"]
+    assert main([*command, "--dry-run"]) == 0
+    run_dir = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"])
+    run_dir.mkdir(parents=True)
+    provenance = {"runtime": {"processes": 8, "strategy": "fsdp", "device": "cuda:0", "dtype": "bfloat16"}}
+    (run_dir / "provenance.json").write_text(json.dumps(provenance))
+    assert main(command) == 0                                     # nothing saved yet: nothing to resume, it runs
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"] == str(run_dir)
+    (run_dir / "summary.json").unlink()
+    (run_dir / "provenance.json").write_text(json.dumps(provenance))
+    (run_dir / "checkpoint.json").write_text(json.dumps({"metric_lines": 0, "maps": {}}))
+    assert main(command) == 2
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert answer["field"] == "runtime.strategy" and "runtime.strategy=fsdp" in answer["error"]
+    assert (run_dir / "checkpoint.json").exists() and not (run_dir / "summary.json").exists()   # untouched
+    assert json.loads((run_dir / "provenance.json").read_text()) == provenance
+    assert main([*command, "--force"]) == 0                        # starting over is the other fix
+    assert json.loads((run_dir / "provenance.json").read_text())["runtime"]["strategy"] == "ddp"
 
 
 def test_launch_commands_rendezvous_at_the_first_node_with_every_process_counted():
@@ -294,6 +336,49 @@ def test_a_staged_run_over_two_processes_matches_one_process_and_is_written_once
     monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "two"))               # done: both processes reuse it
     assert main([*base, "runtime.launcher=torchrun", "runtime.processes=2"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["wall_time_s"] == results["two"]["wall_time_s"]
+
+
+def numbers(summary: dict, prefix: str = "") -> dict:
+    """Every number of a (nested) summary by its path, timings left out."""
+    found = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            found.update(numbers(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and "time" not in key:
+            found[prefix + key] = value
+    return found
+
+
+@pytest.mark.slow
+def test_ra3_corpus_recomputed_over_two_accelerate_processes_gives_the_numbers_of_one(tmp_path, monkeypatch, capsys):
+    """The README's 2-process command at a smaller scale: the whole study in 1 process, then its RA3 arm (E-step,
+    infusion, M-step and evaluation) recomputed over 2 accelerate processes from the same base model gives every
+    number of the summary again. (From separately pre-trained bases the weights differ by float rounding, ~1e-7,
+    and a sampled thought can then come out otherwise: README, "One run over several processes".)"""
+    command = ["run", "ra3_corpus", "--quick", "pretrain.steps=40", "corpus.max_files=60", "corpus.train_snippets=40",
+               "corpus.heldout_snippets=8", "midtrain.steps_per_round=10", "eval.limit=4", "eval.n=2", "eval.k=[1]",
+               "threads=1", "--json"]
+    monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "one"))
+    assert main(command) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    recomputed = [path.parent for stage in ("midtrain", "evaluate", "ra3_corpus")
+                  for path in (tmp_path / "two" / stage).glob("*/config.yaml")
+                  if stage == "ra3_corpus" or OmegaConf.load(path).arm.startswith("ra3")]
+    assert len(recomputed) == 3
+    for run_dir in recomputed:
+        shutil.rmtree(run_dir)
+    monkeypatch.setenv("RA3LAB_RUNS", str(tmp_path / "two"))
+    assert main([*command, "runtime.launcher=accelerate", "runtime.processes=2"]) == 0
+    two = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(two["run_dir"]).name == Path(one["run_dir"]).name and two["processes"] == 2
+    for run_dir in recomputed:
+        assert json.loads((run_dir / "provenance.json").read_text())["runtime"]["processes"] == 2
+    assert one["arms"]["ra3_c0.05"]["infused_rate"] > 0                        # q wrote thoughts into the corpus
+    expected, found = numbers(one["arms"]), numbers(two["arms"])
+    assert found.keys() == expected.keys()
+    for key, value in expected.items():
+        assert found[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ class RunJob(submitit.helpers.Checkpointable):
         """
         os.environ["RA3LAB_RUNS"] = str(runs_root)
         from ra3lab.config import compose_experiment
-        from ra3lab.execute import execute, launch, prepare
+        from ra3lab.execute import check_resume, execute, launch, prepare
         from ra3lab.runtime import check_launch
 
         config = compose_experiment(experiment, list(overrides), quick=quick)
@@ -42,6 +42,7 @@ class RunJob(submitit.helpers.Checkpointable):
                 import torch
 
                 check_launch(config, gpus=torch.cuda.device_count())   # this node's; the job spans nodes
+                check_resume(run, force)
                 launch(config, run_argv(experiment, overrides, quick, force), *rendezvous())
                 summary = run.summary()
             else:
