@@ -213,8 +213,8 @@ def place(model, runtime: DictConfig | None, training: bool = False):
 
 
 def describe(runtime: DictConfig | None) -> dict:
-    """What a run computed on, for its provenance: the processes of the launch, and the device and dtype its models
-    were placed in (None without a runtime block)."""
+    """What a run computed on, for its provenance: the processes of the launch, and the strategy, device and dtype its
+    models were trained and placed in (only the processes without a runtime block)."""
     if runtime is None:
         return {"processes": world()[1]}
     dtype = resolve_dtype(runtime)

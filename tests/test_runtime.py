@@ -448,6 +448,43 @@ def test_a_run_over_two_processes_is_one_slurm_job_that_launches_them(slurm_clus
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.xdist_group("slurm")
+def test_an_ra3_arm_and_grpo_over_two_processes_in_a_slurm_job_give_the_numbers_of_one(
+        slurm_cluster, isolated_runs, tmp_path, capsys):
+    """One E-step round, infusion, the M-step and two GRPO steps from an RA3 arm, first in 1 process here, then
+    recomputed over 2 processes in one SLURM job (srun starts the profile's launcher) from the same base: the same
+    arm weights and final weights (to 1e-4), rewards and held-out pass rates."""
+    tasks = tmp_path / "parity.jsonl"                      # rewards of 0 and 1 from any model: GRPO moves the weights
+    tasks.write_text("".join(json.dumps(parity_task(index)) + "\n" for index in range(8)))
+    command = ["run", "rlvr", "--quick", "arm=ra3_c0.05", "pretrain.steps=20", "data.pretrain=100",
+               "midtrain.steps_per_round=5", "estep.steps=1", f"tasks.train_file={tasks}",
+               f"tasks.heldout_file={tasks}", "rlvr.max_new_tokens=12", "rlvr_eval.max_new_tokens=12", "rlvr.steps=2",
+               "rlvr.eval_every=2", "rlvr_eval.n=2", "rlvr.lr=1e-3", "--json"]
+    assert main(command) == 0                                                     # one process, here
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    [arm] = isolated_runs.glob("midtrain/*/checkpoints/ra3_c0.05")
+    arm_weights = load_file(arm / "round_0" / "model.safetensors")
+    grpo_weights = load_file(Path(one["run_dir"]) / "rlvr" / "final" / "model.safetensors")
+    for run_dir in (arm.parents[1], Path(one["run_dir"])):                        # recomputed from the same base
+        shutil.rmtree(run_dir)
+    launched = [*command, "runtime.launcher=torchrun", "runtime.processes=2", "--launcher", "slurm", "--profile",
+                "localhost", "--slurm", "cpus_per_task=2", "mem=4", "time=10", "--timeout", "600"]
+    assert main(launched) == 0
+    two = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert two["run_dir"] == one["run_dir"] and two["slurm_job_id"]
+    for run_dir in (arm.parents[1], Path(one["run_dir"])):
+        provenance = json.loads((run_dir / "provenance.json").read_text())
+        assert provenance["runtime"]["processes"] == 2 and provenance["slurm_job_id"] == two["slurm_job_id"]
+    assert json.loads((arm / "round_0" / "metrics.json").read_text())["infused"]["rate"] > 0   # q thought
+    for expected, path in ((arm_weights, arm / "round_0"), (grpo_weights, Path(one["run_dir"]) / "rlvr" / "final")):
+        for key, weight in load_file(path / "model.safetensors").items():           # AdamW turns rounding in a
+            torch.testing.assert_close(weight, expected[key], rtol=0, atol=1e-4)   # ~0 gradient into a step
+    for key in ("rewards", "curve"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.slow
 def test_bench_scaling_sets_two_processes_against_one_with_the_same_weights():
     from ra3lab.bench.scaling import run
 
