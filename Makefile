@@ -4,17 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow test-all lint bench clean slurm-up slurm-down
+.PHONY: setup lock demo test test-slow test-all lint bench clean slurm-up slurm-down
 
 setup: $(STAMP)
 
-# torch is installed first and pinned: the CPU wheel, not a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# torch is installed first and pinned: the CPU wheel, not a multi-GB CUDA build. Every other version comes from
+# constraints.txt, so a fresh clone gets the versions the pinned numbers were measured with.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,tracking]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,tracking]'
 	touch $(STAMP)
+
+# After changing pyproject.toml's dependencies: upgrade within its bounds and write the versions to constraints.txt.
+lock:
+	$(BIN)/pip install --quiet --upgrade -e '.[dev,tracking]'
+	{ sed -n 1,2p constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
+	mv constraints.new constraints.txt
 
 # The whole chain at quick scale (theory check, CodeWorld mid-training, RLVR, figures); rerun to resume.
 demo: setup
