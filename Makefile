@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lock demo test test-slow test-all lint bench clean slurm-up slurm-down
+.PHONY: setup lock demo paper test test-slow test-all lint bench clean slurm-up slurm-down
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ lock:
 # The whole chain at quick scale (theory check, CodeWorld mid-training, RLVR, figures); rerun to resume.
 demo: setup
 	$(BIN)/ra3lab demo
+
+# The appendix, paper/build/appendix.pdf, from the runs pinned in paper/runs.yaml (`make demo` makes them); installs
+# Debian's LaTeX once (as root, like slurm-up). Nothing is rebuilt while the pins, the runs and the code are unchanged.
+paper: setup
+	bash paper/install.sh
+	$(BIN)/ra3lab paper build
 
 # Two workers; the SLURM tests (xdist_group "slurm", and a lock in tests/conftest.py) run one after another.
 test: setup

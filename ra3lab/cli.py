@@ -242,6 +242,21 @@ def cmd_demo(args) -> dict:
     return demo(quick=not args.full, out=Path(args.out))
 
 
+def cmd_paper(args) -> dict:
+    from pathlib import Path
+
+    from ra3lab.appendix.build import Paper, build, check_paper, pin
+    from ra3lab.config import project_root
+    from ra3lab.execute import runs_root
+
+    paper = Paper(Path(args.folder) if args.folder else project_root() / "paper", runs_root())
+    if args.action == "pin":
+        return pin(paper)
+    if args.action == "check":
+        return check_paper(paper)
+    return build(paper, latex=not args.no_latex, force=args.force)
+
+
 def cmd_plot(args) -> dict:
     from pathlib import Path
 
@@ -250,7 +265,7 @@ def cmd_plot(args) -> dict:
 
     out = Path(args.out)
     if args.kind == "theory":
-        return paper.theory(runs_root(), out)
+        return paper.theory(paper.latest_summaries(runs_root()), out)
     if args.source is None:
         raise ConfigError("source", None, f"`ra3lab plot {args.kind}` needs a run directory, file or sweep")
     source = Path(args.source)
@@ -376,6 +391,13 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("params", nargs="*", default=[],
                       help="key=value: threshold=0.5 (convergence); x=, y=, value=, threshold=, reduce= (heatmap)")
     plot.add_argument("--out", default="paper/figures", help="folder for the PDFs, PNGs and tables")
+
+    paper = add("paper", cmd_paper, "the appendix from pinned runs: pin (write paper/runs.yaml from the runs), build "
+                "(paper/build/appendix.pdf), check (the pinned runs still give the committed numbers and figures)")
+    paper.add_argument("action", choices=["pin", "build", "check"])
+    paper.add_argument("--folder", help="the appendix's folder (default: paper/ of the checkout)")
+    paper.add_argument("--force", action="store_true", help="build: rebuild even when nothing changed")
+    paper.add_argument("--no-latex", action="store_true", help="build: numbers, figures and tables only, no PDF")
 
     add("list", cmd_list, "list experiments, environments, sweeps and search spaces, each with its description",
         render_list)

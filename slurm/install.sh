@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install Debian's SLURM, munge and MariaDB packages for the local test cluster (run as root).
+# Install Debian's SLURM, munge and MariaDB packages for the local test cluster (run as root), or the
+# Debian packages given as arguments (paper/install.sh: LaTeX).
 # Idempotent: when every package is already installed it returns at once, without touching apt.
 set -euo pipefail
 
 # slurmctld/slurmd: the daemons; slurm-client: sinfo, squeue, sbatch, sacct, sacctmgr, scancel;
 # slurmdbd + mariadb-server: accounting, which `sacct` (and so submitit) needs; munge: authentication.
 PACKAGES=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server)
+if [[ $# -gt 0 ]]; then PACKAGES=("$@"); fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -15,16 +17,16 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "slurm/install.sh: all packages already installed"
+    echo "install: ${PACKAGES[*]}: already installed"
     exit 0
 fi
 
 if [[ $EUID -ne 0 ]]; then
-    echo "slurm/install.sh: missing packages (${missing[*]}); run as root" >&2
+    echo "install: missing packages (${missing[*]}); run as root" >&2
     exit 1
 fi
 
-echo "slurm/install.sh: installing ${missing[*]}"
+echo "install: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # policy-rc.d exit 101 keeps package scripts from starting the system services (munge, mariadb,
 # slurm*): the cluster scripts start private instances themselves. Removed again on exit.
@@ -40,4 +42,4 @@ trap cleanup EXIT
 
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "slurm/install.sh: done"
+echo "install: done"

@@ -51,7 +51,7 @@ def test_plot_theory_and_the_demo_write_byte_identical_theory_figures(tmp_path, 
 
     for name in DEMO_STUDIES:
         importlib.import_module(f"ra3lab.studies.{name}")
-    paper.theory(runs_root(), tmp_path / "demo")
+    paper.theory(paper.latest_summaries(runs_root()), tmp_path / "demo")
     _, err = plot.communicate(timeout=300)
     assert plot.returncode == 0, err
     for suffix in ("pdf", "png"):

@@ -168,7 +168,7 @@ def test_the_theory_figure_sets_measured_beside_predicted(tmp_path):
     fig = theory_figure(items)
     assert [ax.get_title() for ax in fig.axes] == ["pruning slope", "effective horizon", "thought rate"]
     scalar, horizon, rate = fig.axes
-    assert [t.get_text() for t in scalar.get_xticklabels()] == ["measured", "K = |Z|", "K = |Z_eps|"]
+    assert [t.get_text() for t in scalar.get_xticklabels()] == ["measured", "K = $|Z|$", r"K = $|Z_\epsilon|$"]
     assert scalar.containers[0].lines[0].get_ydata()[0] == -0.48
     assert [line.get_ydata()[0] for line in scalar.lines if line.get_marker() == "D"] == [-0.5, -0.3]
     predicted = next(line for line in horizon.lines if line.get_label() == "predicted")

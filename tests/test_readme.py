@@ -8,11 +8,13 @@ How each command is checked (``check``):
   process); the fast test only parses them;
 - ``run`` runs with ``--dry-run`` (composed, type-checked and validated by its study; nothing runs);
 - ``sweep`` runs with ``--dry-run`` (every point composed and validated, the sbatch script written);
-- ``theory check`` and ``demo``: each experiment they run, as ``run ... --dry-run`` (quick unless ``--full``);
+- ``theory check`` and ``demo``: each experiment they run, as ``run ... --dry-run`` (quick unless ``--full``),
+  and the demo's sweep as ``sweep ... --dry-run``;
 - ``bench``: its parameters checked against the benchmark's (``bench_params``);
 - ``tune``: the space loaded and its bounds validated, the launcher, profile and storage checked;
 - commands on inputs the reader brings (``<id>``, a real corpus, a shared folder, the theory runs
-  ``plot theory`` draws) only parse, and their experiment composes (a tune line: all but its storage).
+  ``plot theory`` draws, the pinned runs of ``paper``) only parse, and their experiment composes (a tune line:
+  all but its storage).
 
 The ``$ ra3lab ...`` lines of plain blocks are examples of errors: each prints what the README shows.
 """
@@ -30,7 +32,7 @@ from ra3lab.config import compose_experiment
 README = Path(__file__).resolve().parents[1] / "README.md"
 OTHER_PROGRAMS = {"make", "cat", "optuna-dashboard"}          # shell lines in the README that are not ra3lab's
 READER_INPUT = ("<id>", "code.jsonl", "mbpp.jsonl", "/shared/")   # paths the reader fills in or brings
-NEEDS_RUNS = (["plot", "theory"],)                           # draws what `ra3lab theory check` stored
+NEEDS_RUNS = (["plot", "theory"], ["paper"])                # draw what `ra3lab theory check` / the demo stored
 NEEDS_SWEEP = (["status"], ["plot", "heatmap"])             # read a launched sweep
 TINY_T4 = ["surface.budgets=[2],[4]", "surface.penalties=[0.0],[1.0]", "seed=0", "trials=2", "rl_budgets=[250]",
            "vocab_sizes=[32]", "sample_sizes=[4]", "surface.n_samples=8"]
@@ -71,7 +73,7 @@ def check(argv: list[str], tmp_path: Path) -> None:
     brought = any(token in arg for arg in argv for token in READER_INPUT)
     if args.command == "tune":
         check_tune(args, storage=not brought)
-    elif brought or argv[:2] in NEEDS_RUNS:
+    elif brought or argv[:2] in NEEDS_RUNS or argv[:1] in NEEDS_RUNS:
         if args.command == "run":
             compose_experiment(args.experiment, args.overrides, quick=args.quick)
     elif args.command == "run":
@@ -84,10 +86,12 @@ def check(argv: list[str], tmp_path: Path) -> None:
         for name in CHECKS:
             dry_run(name, *(["--quick"] if args.quick else []))
     elif args.command == "demo":
+        from ra3lab.demo import SURFACE
         from ra3lab.studies.check import CHECKS
 
-        for name in (*CHECKS, "codeworld_ra3", "codeworld_rlvr"):
+        for name in (*CHECKS, "codeworld_plan"):
             dry_run(name, *([] if args.full else ["--quick"]))
+        assert main(["sweep", SURFACE, "--dry-run", "--json", *([] if args.full else ["--quick"])]) == 0
     elif args.command == "bench":
         from ra3lab.bench import BENCHMARKS
 
@@ -118,7 +122,7 @@ def test_the_readme_lists_the_commands_this_test_checks():
     argvs = commands()
     assert len(argvs) >= 30
     assert {argv[0] for argv in argvs} == {"list", "run", "theory", "bench", "demo", "plot", "sweep", "status",
-                                           "tune", "show"}
+                                           "tune", "show", "paper"}
 
 
 def test_every_readme_command_runs_or_validates(tmp_path, monkeypatch):

@@ -3,13 +3,16 @@
 - ``convergence``: RLVR curves (a ``curves.csv`` of ``init, seed, task_set, step, value``, or a sweep's rlvr
   runs) as IQM curves with bootstrap bands, plus the convergence table in Markdown and LaTeX;
 - ``theory``: the theorems' measurements next to their predictions from the theory experiments' and the CodeWorld
-  study's summaries: Theorem 3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per
-  tau, and RA3's thought rate against the penalty c;
+  study's summaries (the appendix's pinned runs, or the newest of each for ``ra3lab plot theory``): Theorem
+  3.5's slopes against both forms, Theorem 3.6's sweeps against the bound per tau, and RA3's thought rate
+  against the penalty c;
 - ``plan`` (``theory_vs_practice``): the predictions (P0, S*) against RLVR on CodeWorld-Plan, from one
   codeworld_plan run, or from several (a sweep, or run directories) over |D_E| x |Z_eps| (pruning) or over
   H x tau (horizon: S* against tau at equal total lines, with a verdict per pair of studies and arm);
 - ``heatmap``: one value of a sweep's runs (a summary column, or a measure of each run's RLVR curve) over two
   swept keys, each cell the IQM over the other keys (seeds) with a 95% bootstrap interval, and its table.
+
+Each returns its files and ``data``, what it drew (JSON-able), which ``ra3lab paper check`` compares.
 """
 
 from __future__ import annotations
@@ -29,11 +32,18 @@ from ra3lab.plots.tables import convergence_table, to_latex, to_markdown
 from ra3lab.plots.theory import theory_figure
 from ra3lab.ra3.arms import ra3_by_penalty
 
+THEORY_SOURCES = ("t2_pruning", "t3_horizon", "codeworld_ra3")     # the experiments the theory figure reads
 
-def latest_summary(runs: Path, experiment: str) -> dict | None:
-    """The newest finished run of ``experiment`` under ``runs``, or None."""
-    summaries = sorted((runs / experiment).glob("*/summary.json"), key=lambda path: path.stat().st_mtime)
-    return json.loads(summaries[-1].read_text()) if summaries else None
+
+def latest_summaries(runs: Path, experiments: tuple[str, ...] = THEORY_SOURCES) -> dict[str, dict]:
+    """The summary of the newest finished run of each of ``experiments`` under ``runs`` that has one (``ra3lab
+    plot theory``; the appendix reads its pinned runs instead, :mod:`ra3lab.appendix`)."""
+    found = {}
+    for experiment in experiments:
+        paths = sorted((runs / experiment).glob("*/summary.json"), key=lambda path: path.stat().st_mtime)
+        if paths:
+            found[experiment] = {**json.loads(paths[-1].read_text()), "run_dir": str(paths[-1].parent)}
+    return found
 
 
 def sweep_curves(sweep_dir: Path, panel: str = "estep.max_thought_tokens") -> pd.DataFrame:
@@ -75,13 +85,15 @@ def convergence(source: Path, out: Path, threshold: float = 0.5, reps: int = 200
     (out / "convergence.md").write_text(to_markdown(summary))
     (out / "convergence.tex").write_text(to_latex(summary))
     figures = style.save(convergence_figure(table, "held-out pass@1", threshold=threshold), out, "convergence")
-    return {"figures": [str(p) for p in figures], "tables": [str(out / "convergence.md"), str(out / "convergence.tex")]}
+    return {"figures": [str(p) for p in figures], "tables": [str(out / "convergence.md"), str(out / "convergence.tex")],
+            "data": {"curves": table.to_dict("records"), "table": summary.to_dict("records")}}
 
 
-def theory_items(runs: Path) -> list[dict]:
-    """Panels for every theory and practice quantity that has a stored run."""
+def theory_items(summaries: dict[str, dict]) -> list[dict]:
+    """Panels for every theory and practice quantity whose run is among ``summaries`` (experiment -> summary of
+    :data:`THEORY_SOURCES`)."""
     items = []
-    t2 = latest_summary(runs, "t2_pruning")
+    t2 = summaries.get("t2_pruning")
     if t2:
         slopes = t2["thm_3_5_slopes"]
         group = "none/observed" if "none/observed" in slopes else next(iter(slopes))   # the theorem's own setting
@@ -92,7 +104,7 @@ def theory_items(runs: Path) -> list[dict]:
             items.append({"name": f"Thm 3.5 ({group}): slope vs {label}", "measured": fit["slope"], "low": fit["low"],
                           "high": fit["high"], "ylabel": "log-log slope of |D_E|",
                           "predicted": {"K=|Z|": fit["predicted_full"], "K=|Z_eps|": fit["predicted_eps"]}})
-    t3 = latest_summary(runs, "t3_horizon")
+    t3 = summaries.get("t3_horizon")
     if t3:
         gamma = max(row["gamma"] for row in t3["settings"])
         for family in t3["families"]:
@@ -102,20 +114,24 @@ def theory_items(runs: Path) -> list[dict]:
                           "xlabel": "tau", "measured": [row["policy_sweeps"] for row in rows],
                           "ylabel": "sweeps to eps-optimal", "predicted": {"bound": [row["bound"] for row in rows]},
                           "xscale": "log", "yscale": "log"})
-    codeworld = latest_summary(runs, "codeworld_ra3")
+    codeworld = summaries.get("codeworld_ra3")
     if codeworld:
         ra3 = ra3_by_penalty(codeworld["arms"])
         items.append({"name": "RA3 thought rate", "x": [c for c, _ in ra3], "xlabel": "penalty c", "xscale": "log",
                       "measured": [row["infused_rate"] for _, row in ra3], "ylabel": "thoughts per line",
                       "predicted": {"intent boundaries": [codeworld["boundary_rate"]] * len(ra3)}})
-    check(len(items) > 0, "runs", str(runs), "no theory or CodeWorld runs yet: run `ra3lab theory check` or "
-                                    "`ra3lab run codeworld_ra3` first")
+    check(len(items) > 0, "runs", sorted(summaries), "no theory or CodeWorld runs yet: run `ra3lab theory check` "
+          "or `ra3lab run codeworld_ra3` first")
     return items
 
 
-def theory(runs: Path, out: Path) -> dict:
-    figures = style.save(theory_figure(theory_items(runs)), out, "theory")
-    return {"figures": [str(p) for p in figures]}
+def theory(summaries: dict[str, dict], out: Path) -> dict:
+    """The theory figure from ``summaries`` (experiment -> summary); returns its paths, its panels' data and the
+    runs it read."""
+    items = theory_items(summaries)
+    figures = style.save(theory_figure(items), out, "theory")
+    return {"figures": [str(p) for p in figures], "data": items,
+            "runs": {name: summary.get("run_dir") for name, summary in summaries.items()}}
 
 
 def plan_cells(sweep_dir: Path) -> list[dict]:
@@ -196,7 +212,7 @@ def plan(sources: list[Path], out: Path) -> dict:
         else:
             items = plan_items(cells)
     figures = style.save(theory_figure(items, ncols=min(len(items), 4), height=2.0), out, "theory_vs_practice")
-    return {"figures": [str(p) for p in figures], "panels": len(items), **result}
+    return {"figures": [str(p) for p in figures], "panels": len(items), "data": items, **result}
 
 
 def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: float | None = None,
@@ -210,4 +226,5 @@ def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: f
     name = "_".join(["heatmap", sweep_dir.parent.name, re.sub(r"[^\w.-]+", "_", value)])
     figures = style.save(sweep_heatmap(cells, threshold), out, name)
     cells.to_csv(out / f"{name}.csv", index=False)
-    return {"figures": [str(p) for p in figures], "table": str(out / f"{name}.csv"), "cells": cells.to_dict("records")}
+    return {"figures": [str(p) for p in figures], "table": str(out / f"{name}.csv"), "cells": cells.to_dict("records"),
+            "data": cells.to_dict("records")}

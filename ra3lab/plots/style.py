@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +72,20 @@ def label(name: str) -> str:
         return f"Teacher (s={str(name).removeprefix('teacher_s')})"
     known = ARMS.get(str(name).lower())
     return known[0] if known else str(name)
+
+
+MATH = ((r"\|Z_hat\|\^-H", r"$|\hat{Z}|^{-H}$"), (r"\|Z_eps\|", r"$|Z_\epsilon|$"), (r"\|Z\|", r"$|Z|$"),
+        (r"\|D_E\|", r"$|D_E|$"), (r"1/\(P0 G B\) \+ L", r"$1/(P_0 G B) + L$"), (r"\bP0\b", r"$P_0$"),
+        (r"\bS\*", r"$S^*$"), (r"\bgamma\b", r"$\gamma$"), (r"\btau\b", r"$\tau$"), (r"\bsigma\b", r"$\sigma$"),
+        (r"\beps\b", r"$\epsilon$"), (r"\bpenalty c\b", r"penalty $c$"), (r"\bK=", r"$K$="))
+
+
+def typeset(text: str) -> str:
+    """``text`` with the theory's symbols written as they are in plain labels (``|Z_eps|``, ``P0``, ``S*``, ``tau``,
+    ...) typeset as math (matplotlib's mathtext): what the figures show, the data keeping the plain names."""
+    for plain, symbol in MATH:
+        text = re.sub(plain, lambda _, symbol=symbol: symbol, text)
+    return text
 
 
 def order(names) -> list[str]:

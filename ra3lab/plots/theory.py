@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ra3lab.errors import ConfigError, check
-from ra3lab.plots.style import FULL, OTHER, color, figure, plain_log
+from ra3lab.plots.style import FULL, OTHER, color, figure, plain_log, typeset
 
 KEYS = ("name", "measured", "predicted", "low", "high", "x", "categories", "xlabel", "ylabel", "xscale", "yscale")
 
@@ -54,7 +54,8 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
         check(len(names) == n, f"{field}.categories", names, f"need one name per measured value ({n})")
         ax.errorbar(np.arange(n), measured, yerr=error, fmt="o", color=color("measured"), capsize=3, label="measured")
         for form, values in predicted.items():
-            ax.plot(np.arange(n), np.broadcast_to(values, (n,)), "D", mfc="none", color=tint[form], label=form)
+            ax.plot(np.arange(n), np.broadcast_to(values, (n,)), "D", mfc="none", color=tint[form],
+                    label=typeset(form))
         ax.set_xticks(range(n), names, rotation=20, ha="right")
         ax.set_xlim(-0.6, n - 0.4)
         ax.grid(False, axis="x")
@@ -64,14 +65,14 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
         for position, (form, values) in enumerate(predicted.items(), 1):
             ax.axhline(values[0], color=tint[form], linestyle=":", linewidth=0.8)
             ax.plot([position], values, "D", mfc="none", color=tint[form])
-        ax.set_xticks(range(len(predicted) + 1), ["measured", *predicted], rotation=20, ha="right")
+        ax.set_xticks(range(len(predicted) + 1), ["measured", *map(typeset, predicted)], rotation=20, ha="right")
         ax.set_xlim(-0.6, len(predicted) + 0.6)
         ax.grid(False, axis="x")
     else:
         x = _values(item.get("x", np.arange(n)), f"{field}.x", n)
         ax.errorbar(x, measured, yerr=error, fmt="o-", color=color("measured"), capsize=2, label="measured")
         for form, values in predicted.items():
-            ax.plot(x, np.broadcast_to(values, x.shape), "--", color=tint[form], label=form)
+            ax.plot(x, np.broadcast_to(values, x.shape), "--", color=tint[form], label=typeset(form))
         handles, labels = ax.get_legend_handles_labels()   # the errorbar container comes last: put it first
         ax.legend(handles[-1:] + handles[:-1], labels[-1:] + labels[:-1])
         if item.get("xscale") == "log":
@@ -79,7 +80,7 @@ def theory_panel(ax, item: dict, field: str = "item") -> None:
     for axis in (ax.xaxis, ax.yaxis):
         if axis.get_scale() == "log":
             plain_log(axis)
-    ax.set(title=item["name"], xlabel=item.get("xlabel", ""), ylabel=item.get("ylabel", ""))
+    ax.set(title=typeset(item["name"]), xlabel=typeset(item.get("xlabel", "")), ylabel=typeset(item.get("ylabel", "")))
 
 
 def _values(values, field: str, n: int | None = None, scalar: bool = False) -> np.ndarray:
