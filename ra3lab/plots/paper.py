@@ -101,7 +101,7 @@ def theory_items(summaries: dict[str, dict]) -> list[dict]:
             fit = slopes[group][knob]
             if fit["slope"] is None:
                 continue
-            items.append({"name": f"Thm 3.5 ({group}): slope vs {label}", "measured": fit["slope"], "low": fit["low"],
+            items.append({"name": f"Thm 3.5: slope vs {label}\n({group})", "measured": fit["slope"], "low": fit["low"],
                           "high": fit["high"], "ylabel": "log-log slope of |D_E|",
                           "predicted": {"K=|Z|": fit["predicted_full"], "K=|Z_eps|": fit["predicted_eps"]}})
     t3 = summaries.get("t3_horizon")
@@ -110,7 +110,7 @@ def theory_items(summaries: dict[str, dict]) -> list[dict]:
         for family in t3["families"]:
             rows = sorted((row for row in t3["settings"] if row["gamma"] == gamma and row["family"] == family),
                           key=lambda row: row["tau"])
-            items.append({"name": f"Thm 3.6, {family} (gamma {gamma:g})", "x": [row["tau"] for row in rows],
+            items.append({"name": f"Thm 3.6: {family}\n(gamma {gamma:g})", "x": [row["tau"] for row in rows],
                           "xlabel": "tau", "measured": [row["policy_sweeps"] for row in rows],
                           "ylabel": "sweeps to eps-optimal", "predicted": {"bound": [row["bound"] for row in rows]},
                           "xscale": "log", "yscale": "log"})
