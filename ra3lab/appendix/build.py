@@ -135,11 +135,12 @@ def compile_pdf(folder: Path, out: Path) -> None:
 
 
 def pin(paper: Paper) -> dict:
-    """Point every pin at the run (or sweep directory) its experiment, ``quick`` and overrides compose to, which
-    must be finished; record the runs' commits and what uses each, then write the record (numbers.tex,
-    figures.json) of the pinned results into paper/."""
+    """Point every pin at the run (or sweep directory) its experiment, ``quick`` and overrides compose to (with
+    the ids of the stage runs it consumes, :mod:`ra3lab.stages`), which must be finished; record the runs'
+    commits and what uses each, then write the record (numbers.tex, figures.json) of the pinned results into
+    paper/."""
     from ra3lab.config import compose_experiment
-    from ra3lab.runs import run_id
+    from ra3lab.execute import prepare
 
     pins = paper.pins()
     figures, numbers = paper.content(pins)
@@ -153,7 +154,8 @@ def pin(paper: Paper) -> dict:
                 used[name].append(f"numbers ({number.source})")
     for name, found in pins.items():
         if found.kind == "run":
-            identity = run_id(compose_experiment(found.experiment, found.overrides, quick=found.quick))
+            identity = prepare(found.experiment, compose_experiment(found.experiment, found.overrides,
+                                                                    quick=found.quick)).path.name
             commit = _provenance(paper.runs / found.experiment / identity).get("commit")
         else:
             from ra3lab.sweep.grid import plan

@@ -33,7 +33,7 @@ from ra3lab.errors import check
 from ra3lab.mdp.learning import q_learning
 from ra3lab.mdp.planning import optimal_values, start_values
 from ra3lab.mdp.pruning import full_where_empty, prune, pruning_error, sample_expert_data
-from ra3lab.plots.style import figure, log_axes
+from ra3lab.plots.style import FULL, figure, log_axes
 from ra3lab.stats import mean_ci
 from ra3lab.studies.common import generator, make_env
 
@@ -282,7 +282,7 @@ def fallbacks(config: DictConfig, points: list[dict], granularity: str) -> int:
 
 
 def draw(config: DictConfig, rows: list[dict], surface: dict, headline: int, run):
-    fig, (left, middle, right) = figure(3, width=13.5, height=3.6)
+    fig, (left, middle, right) = figure(3, width=FULL, height=2.8)
     styles = dict(zip(config.sample_sizes, ("-", "--", ":", "-.") * len(config.sample_sizes)))
     for color, granularity in zip(("C0", "C1"), GRANULARITIES):
         for n in config.sample_sizes:
@@ -290,7 +290,7 @@ def draw(config: DictConfig, rows: list[dict], surface: dict, headline: int, run
                      if (row["granularity"], row["n_actions"], row["n"]) == (granularity, headline, n)]
             budgets = [row["budget"] for row in curve]
             left.plot(budgets, [row["regret"] for row in curve], styles[n], color=color,
-                      label=f"{granularity}, |D_E|={n}")
+                      label=f"{granularity}, $|D_E|$={n}")
             left.fill_between(budgets, [row["low"] for row in curve], [row["high"] for row in curve], color=color,
                               alpha=0.15)
             final = [row for row in rows if (row["granularity"], row["n"], row["budget"]) ==
@@ -298,13 +298,13 @@ def draw(config: DictConfig, rows: list[dict], surface: dict, headline: int, run
             middle.errorbar([row["n_actions"] for row in final], [row["regret"] for row in final],
                             yerr=[[row["regret"] - row["low"] for row in final],
                                   [row["high"] - row["regret"] for row in final]],
-                            fmt="o" + styles[n], color=color, capsize=3, label=f"{granularity}, |D_E|={n}")
+                            fmt="o" + styles[n], color=color, capsize=3, label=f"{granularity}, $|D_E|$={n}")
     log_axes(left, config.rl_budgets, logy=False)
-    left.set(xlabel="RL budget (primitive steps)", ylabel="regret at s0 (gap + Δ + RL error)",
-             title=f"|A| = {headline}")
-    left.legend(fontsize=6)
+    left.set(xlabel="RL budget (primitive steps)", ylabel="regret at $s_0$", title=f"$|A|$ = {headline}")
+    left.legend()
     middle.set_xscale("log", base=2)
-    middle.set(xlabel="|A| (primitive actions)", ylabel="regret at s0", title=f"after {max(config.rl_budgets)} steps")
+    middle.set(xlabel="$|A|$ (primitive actions)", ylabel="regret at $s_0$",
+               title=f"after {max(config.rl_budgets)} steps")
     draw_surface(right, fig, surface)
     return run.save_figure(fig, "t4_abstraction")
 
@@ -315,10 +315,10 @@ def draw_surface(ax, fig, surface: dict) -> None:
     image = ax.imshow(mean, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(surface["penalties"])), [f"{c:g}" for c in surface["penalties"]])
     ax.set_yticks(range(len(surface["budgets"])), [str(k) for k in surface["budgets"]])
-    ax.set(xlabel="switching penalty c", ylabel="budget k (decisions kept)", title="regret surface (□ tied with best)")
+    ax.set(xlabel="switching penalty $c$", ylabel="budget $k$ (decisions kept)", title="regret (□: tied with best)")
     ax.grid(False)
     for (i, j), value in np.ndenumerate(mean):
-        ax.text(j, i, f"{value:.3f}\n±{half[i, j]:.3f}", ha="center", va="center", fontsize=6, color="w")
+        ax.text(j, i, f"{value:.3f}\n±{half[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w")
         if surface["tied_with_best"][i][j]:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="w", linewidth=2))
     fig.colorbar(image, ax=ax, label="regret")
