@@ -72,7 +72,7 @@ def render(paper: Paper, out: Path) -> dict:
     for pin in pins.values():
         if pin.kind == "sweep" and not (pin.path(paper.runs) / "manifest.jsonl").is_file():
             raise missing(pin, paper.runs)
-    text = macros(numbers, sources(pins, paper.runs))
+    text = macros(numbers, sources(pins, paper.runs)) + pin_macros(pins)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "numbers.tex").write_text(text)
     data = {}
@@ -207,19 +207,31 @@ def tex(text: object) -> str:
     return "".join(table.get(char, char) for char in str(text))
 
 
+def pin_macros(pins: dict[str, Pin]) -> str:
+    """``\\pinrun{<pin>}``: the run a pin names (``experiment/id``), for the captions."""
+    lines = [r"\makeatletter", r"\newcommand{\pinrun}[1]{\texttt{\@nameuse{pinrun@#1}}}"]
+    lines += [rf"\@namedef{{pinrun@{name}}}{{{tex(found.experiment)}/{tex(found.id)}}}" for name, found in pins.items()]
+    return "\n".join([*lines, r"\makeatother"]) + "\n"
+
+
 def provenance_table(pins: dict[str, Pin], runs: Path) -> str:
     """A longtable row per pin: its name, run (experiment/id: the id is the hash of the resolved config), the
-    commit it ran at and the command that recreates it."""
-    rows = [r"\begin{longtable}{@{}p{0.11\textwidth}p{0.28\textwidth}p{0.1\textwidth}p{0.43\textwidth}@{}}",
+    commit it ran at and the command that recreates it; then what reads it."""
+    columns = r"@{}p{0.1\textwidth}p{0.28\textwidth}p{0.1\textwidth}p{0.42\textwidth}@{}"
+    rows = [rf"{{\footnotesize\begin{{longtable}}{{{columns}}}",
             r"\toprule pin & run (config hash) & commit & command \\ \midrule \endhead"]
     for name, found in pins.items():
         provenance = _provenance(found.path(runs))
         commit = (found.commit or provenance.get("commit") or "--")[:10]
         dirty = r"\textsuperscript{*}" if provenance.get("dirty") else ""
         where = f"sweeps/{found.experiment}/{found.id}" if found.kind == "sweep" else f"{found.experiment}/{found.id}"
-        rows.append(rf"\texttt{{{tex(name)}}} & \texttt{{{tex(where)}}} & \texttt{{{tex(commit)}}}{dirty} & "
+        where = tex(where).replace("/", r"/\allowbreak{}")        # a path breaks after its slashes
+        rows.append(rf"\texttt{{{tex(name)}}} & \texttt{{{where}}} & \texttt{{{tex(commit)}}}{dirty} & "
                     rf"\texttt{{{tex(found.command())}}} \\")
-    rows += [r"\bottomrule", r"\end{longtable}"]
+        if found.used_by:
+            used = tex(", ".join(found.used_by))
+            rows.append(rf"\multicolumn{{4}}{{@{{}}l}}{{\quad\footnotesize used by: {used}}} \\")
+    rows += [r"\bottomrule", r"\end{longtable}}"]
     return "\n".join(rows) + "\n"
 
 
