@@ -4,7 +4,8 @@ Each entry is ``Macro: {source: <pin>, key: <path>, format: <spec>}``: ``key`` a
 summary (``gates.learning.measured``; list items by index, ``settings.0.tau``; a part holding a dot or slash in
 brackets, ``P0[ra3_c0.05].measured``), or a list of paths that ``template``
 joins (``"{} [{}, {}]"`` for a value with its interval); ``format`` a Python format spec applied to each value
-(``.3f``, ``d``, ``.0%``) or ``verdict`` (true/false as holds/fails, other words as they are). A missing value
+(``.3f``, ``d``, ``.0%``), or ``verdict`` or ``gate`` (true/false as holds/fails or passed/failed, other
+values as they are). A missing value
 (``None``: not reached, not judged) is written as an en dash. The source is a pin of ``paper/runs.yaml`` or a
 derived source (:data:`DERIVED`: ``theory_check``, the verdicts of ``ra3lab theory check`` over the four pinned
 theory runs).
@@ -21,6 +22,7 @@ from ra3lab.errors import ConfigError, check
 MACRO = re.compile(r"[A-Za-z]+")
 PART = re.compile(r"\[([^\]]+)\]|([^.\[\]]+)")       # a key's parts: dotted, or [bracketed] where they hold dots
 KEYS = ("source", "key", "format", "template")
+WORDS = {"verdict": {True: "holds", False: "fails"}, "gate": {True: "passed", False: "failed"}}   # bool formats
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ def formatted(value: object, spec: str, where: str) -> str:
     """``value`` as LaTeX text: formatted by ``spec`` (or as a verdict), None as an en dash."""
     if value is None:
         return "--"
-    if spec == "verdict":
-        return {True: "holds", False: "fails"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+    if spec in WORDS:
+        return WORDS[spec][value] if isinstance(value, bool) else str(value)
     try:
         text = format(value, spec)
     except (TypeError, ValueError) as error:

@@ -157,7 +157,7 @@ def sweep_heatmap(cells: pd.DataFrame, threshold: float | None = None, decimals:
     (x, y), value = map(str, cells.columns[:2]), cells.attrs["value"]
     xs, ys = list(dict.fromkeys(cells[x])), list(dict.fromkeys(cells[y]))
     fmt = f"%.{_decimals(cells) if decimals is None else decimals}f"
-    fig, (ax,) = figure(1, float(np.clip(1.2 + 0.8 * len(xs), COLUMN, FULL)), height)
+    fig, (ax,) = figure(1, float(np.clip(1.4 + 1.1 * len(xs), COLUMN, FULL)), height)
     grid = np.ma.masked_invalid(cells["value"].to_numpy(float).reshape(len(ys), len(xs)))
     cmap = cmap or (f"{RC['image.cmap']}_r" if value == "steps_to_threshold" else None)
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap)
@@ -166,7 +166,7 @@ def sweep_heatmap(cells: pd.DataFrame, threshold: float | None = None, decimals:
         red, green, blue, _ = image.cmap(image.norm(point))
         bright = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
         ink = "0.35" if not np.isfinite(point) else "black" if bright else "white"
-        ax.text(i % len(xs), i // len(xs), _cell_text(row[2:5], fmt), ha="center", va="center", fontsize=5.5,
+        ax.text(i % len(xs), i // len(xs), _cell_text(row[2:5], fmt), ha="center", va="center", fontsize=7,
                 color=ink)
     ax.set_xticks(range(len(xs)), [_tick(x, v) for v in xs])
     ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
