@@ -84,7 +84,7 @@ def typeset(text: str) -> str:
     """``text`` with the theory's symbols written as they are in plain labels (``|Z_eps|``, ``P0``, ``S*``, ``tau``,
     ...) typeset as math (matplotlib's mathtext): what the figures show, the data keeping the plain names."""
     for plain, symbol in MATH:
-        text = re.sub(plain, lambda _, symbol=symbol: symbol, text)
+        text = re.sub(plain, symbol.replace("\\", "\\\\"), text)      # the symbol as it is, backslashes kept
     return text
 
 
