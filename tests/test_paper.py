@@ -13,6 +13,7 @@ import yaml
 
 from ra3lab.appendix.build import Paper, build, check_paper, pin
 from ra3lab.appendix.numbers import Number, formatted, load_numbers, lookup, macros
+from ra3lab.appendix.pins import Pin, check_present
 from ra3lab.cli import main
 from ra3lab.errors import ConfigError
 
@@ -153,3 +154,17 @@ def test_a_malformed_number_names_its_macro_and_key(entry, field):
     with pytest.raises(ConfigError) as error:
         load_numbers(entry)
     assert error.value.field == field
+
+
+def test_every_missing_pinned_run_is_listed_with_its_command(tmp_path):
+    pins = {"t1": Pin("t1", T1[0], quick=True, id="000000000000"),
+            "surface": Pin("surface", "t4_budget_penalty", kind="sweep", quick=True, id="111111111111")}
+    with pytest.raises(ConfigError) as error:
+        check_present(pins, tmp_path)
+    assert error.value.field == "pins" and "`ra3lab run t1_regret_decomposition --quick`; " \
+        "`ra3lab sweep t4_budget_penalty --quick`" in str(error.value)
+    (tmp_path / "t4_budget_penalty" / "000000000000").mkdir(parents=True)          # the id under another experiment
+    (tmp_path / "t4_budget_penalty" / "000000000000" / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError) as error:
+        check_present(pins, tmp_path)
+    assert error.value.field == "pins.surface"         # t1 is left to read_summary, which names the other experiment

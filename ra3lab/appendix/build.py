@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ra3lab.appendix.figures import Figure, draw, load_figures
 from ra3lab.appendix.numbers import DERIVED, Number, load_numbers, macros
-from ra3lab.appendix.pins import Pin, load_pins, missing, read_summary, save_pins
+from ra3lab.appendix.pins import Pin, check_present, load_pins, missing, read_summary, save_pins
 from ra3lab.config import flat_keys
 from ra3lab.errors import ConfigError, check
 from ra3lab.log import say
@@ -69,9 +69,7 @@ def render(paper: Paper, out: Path) -> dict:
     pin is read before anything is written, so a missing or broken one fails first."""
     pins = paper.pins()
     figures, numbers = paper.content(pins)
-    for pin in pins.values():
-        if pin.kind == "sweep" and not (pin.path(paper.runs) / "manifest.jsonl").is_file():
-            raise missing(pin, paper.runs)
+    check_present(pins, paper.runs)
     text = macros(numbers, sources(pins, paper.runs)) + pin_macros(pins)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "numbers.tex").write_text(text)
@@ -191,8 +189,9 @@ def check_paper(paper: Paper) -> dict:
     check(not drift, "paper", str(paper.folder), "the pinned runs no longer give the committed appendix: "
           + "; ".join(drift[:8]) + (f" (and {len(drift) - 8} more)" if len(drift) > 8 else "")
           + ". Recreate the runs the pins name, or re-pin with `ra3lab paper pin` and commit the record")
-    say("paper", f"check passed: {len(numbers) - 1} numbers and {len(data)} figures match the committed record")
-    return {"numbers": len(numbers) - 1, "figures": len(data), "drift": []}
+    count = len(paper.content(paper.pins())[1])
+    say("paper", f"check passed: {count} numbers, the pins and {len(data)} figures match the committed record")
+    return {"numbers": count, "figures": len(data), "drift": []}
 
 
 def _provenance(folder: Path) -> dict:

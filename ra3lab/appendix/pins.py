@@ -97,6 +97,23 @@ def missing(pin: Pin, runs: Path) -> ConfigError:
                        f"(or on a cluster: `{pin.command(slurm=True)}`), or pin another with `ra3lab paper pin`")
 
 
+def check_present(pins: dict[str, Pin], runs: Path) -> None:
+    """ConfigError listing every pin whose run (or sweep) is not finished under ``runs``, each with the command
+    that recreates it, so that all of them can be recreated at once. A run id found under another experiment is
+    left to :func:`read_summary`, which says so."""
+    absent = [pin for pin in pins.values() if pin.id is None or not (
+        (pin.path(runs) / ("manifest.jsonl" if pin.kind == "sweep" else "summary.json")).is_file()
+        or (pin.kind == "run" and any(runs.glob(f"*/{pin.id}/summary.json"))))]
+    if len(absent) == 1:
+        raise missing(absent[0], runs)
+    if absent:
+        raise ConfigError("pins", ", ".join(pin.name for pin in absent),
+                          f"are not finished under {runs}: recreate them with "
+                          + "; ".join(f"`{pin.command()}`" for pin in absent)
+                          + " (on a cluster, add `--launcher slurm --profile <yours>` to each), or pin others with "
+                          "`ra3lab paper pin`")
+
+
 def read_summary(pin: Pin, runs: Path) -> dict:
     """The summary of a pinned run, checked to be of the pin's experiment; ConfigError naming the pin otherwise
     (missing: the command that recreates it; of another experiment; corrupted)."""
