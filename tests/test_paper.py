@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ra3lab.appendix.build import Paper, build, check_paper, pin
+from ra3lab.appendix.build import Paper, build, check_paper, composed_id, pin
 from ra3lab.appendix.numbers import Number, formatted, load_numbers, lookup, macros
 from ra3lab.appendix.pins import Pin, check_present
 from ra3lab.cli import main
@@ -168,3 +168,15 @@ def test_every_missing_pinned_run_is_listed_with_its_command(tmp_path):
     with pytest.raises(ConfigError) as error:
         check_present(pins, tmp_path)
     assert error.value.field == "pins.surface"         # t1 is left to read_summary, which names the other experiment
+
+
+def test_the_repositorys_pins_are_the_runs_their_configs_compose_to_now(isolated_runs):
+    """A change of config (a default, the quick profile) that moves a pinned run's id must come with a re-pin
+    (`make demo`, then `ra3lab paper pin`): otherwise CI's `paper check` fails after recomputing the demo."""
+    from ra3lab.config import project_root
+
+    pins = Paper(project_root() / "paper", isolated_runs).pins()
+    assert {pin.experiment for pin in pins.values()} >= {"t1_regret_decomposition", "codeworld_plan"}
+    for pin_ in pins.values():
+        now = composed_id(pin_)
+        assert now == pin_.id, f"pin {pin_.name}: the config now composes to {now}; re-pin with `ra3lab paper pin`"

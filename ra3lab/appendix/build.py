@@ -132,14 +132,23 @@ def compile_pdf(folder: Path, out: Path) -> None:
                           + (" ".join(errors[:6]) or done.stdout[-800:]) + f" (log: {out / 'appendix.log'})")
 
 
+def composed_id(pin: Pin) -> str:
+    """The id of the run (or sweep directory) ``pin``'s experiment, ``quick`` and overrides compose to now, the
+    ids of the stage runs it consumes included (:mod:`ra3lab.stages`)."""
+    from ra3lab.config import compose_experiment
+    from ra3lab.execute import prepare
+    from ra3lab.sweep.grid import plan
+
+    if pin.kind == "sweep":
+        return plan(pin.experiment, pin.overrides, pin.quick).sweep_dir.name
+    return prepare(pin.experiment, compose_experiment(pin.experiment, pin.overrides, quick=pin.quick)).path.name
+
+
 def pin(paper: Paper) -> dict:
     """Point every pin at the run (or sweep directory) its experiment, ``quick`` and overrides compose to (with
     the ids of the stage runs it consumes, :mod:`ra3lab.stages`), which must be finished; record the runs'
     commits and what uses each, then write the record (numbers.tex, figures.json) of the pinned results into
     paper/."""
-    from ra3lab.config import compose_experiment
-    from ra3lab.execute import prepare
-
     pins = paper.pins()
     figures, numbers = paper.content(pins)
     used: dict[str, list[str]] = {name: [] for name in pins}
@@ -151,17 +160,11 @@ def pin(paper: Paper) -> dict:
             if name in used and f"numbers ({number.source})" not in used[name]:
                 used[name].append(f"numbers ({number.source})")
     for name, found in pins.items():
-        if found.kind == "run":
-            identity = prepare(found.experiment, compose_experiment(found.experiment, found.overrides,
-                                                                    quick=found.quick)).path.name
-            commit = _provenance(paper.runs / found.experiment / identity).get("commit")
-        else:
-            from ra3lab.sweep.grid import plan
-
-            identity, commit = plan(found.experiment, found.overrides, found.quick).sweep_dir.name, None
+        identity = composed_id(found)
+        commit = _provenance(paper.runs / found.experiment / identity).get("commit") if found.kind == "run" else None
         pins[name] = replace(found, id=identity, commit=commit, used_by=tuple(used[name]))
         marker = "manifest.jsonl" if found.kind == "sweep" else "summary.json"
-        if identity is None or not (pins[name].path(paper.runs) / marker).is_file():
+        if not (pins[name].path(paper.runs) / marker).is_file():
             raise missing(pins[name], paper.runs)
     save_pins(pins, paper.folder / "runs.yaml")
     data = render(paper, paper.out)
