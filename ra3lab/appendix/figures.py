@@ -84,7 +84,7 @@ def draw(figure: Figure, pins: dict[str, Pin], runs: Path, out: Path) -> object:
             raise missing(pin, runs)
         options = {key: value for key, value in figure.options.items() if key != "source"}
         result = paper.heatmap(pin.path(runs), folder, **options)
-        drawn, data = Path(result["figures"][0]), result["data"]
+        drawn, data = Path(result["figures"][0]), result["cells"]
     else:
         pin = pins[figure.options["source"]]
         summary = read_summary(pin, runs)

@@ -12,7 +12,7 @@
 - ``heatmap``: one value of a sweep's runs (a summary column, or a measure of each run's RLVR curve) over two
   swept keys, each cell the IQM over the other keys (seeds) with a 95% bootstrap interval, and its table.
 
-Each returns its files and ``data``, what it drew (JSON-able), which ``ra3lab paper check`` compares.
+Each returns its files and what it drew (``data``; the heatmap's ``cells``), which ``ra3lab paper check`` compares.
 """
 
 from __future__ import annotations
@@ -226,5 +226,4 @@ def heatmap(sweep_dir: Path, out: Path, x: str, y: str, value: str, threshold: f
     name = "_".join(["heatmap", sweep_dir.parent.name, re.sub(r"[^\w.-]+", "_", value)])
     figures = style.save(sweep_heatmap(cells, threshold), out, name)
     cells.to_csv(out / f"{name}.csv", index=False)
-    return {"figures": [str(p) for p in figures], "table": str(out / f"{name}.csv"), "cells": cells.to_dict("records"),
-            "data": cells.to_dict("records")}
+    return {"figures": [str(p) for p in figures], "table": str(out / f"{name}.csv"), "cells": cells.to_dict("records")}
